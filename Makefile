@@ -1,0 +1,51 @@
+# Set-up and everyday commands. Every target builds .venv on first use and
+# reinstalls only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := data/synthetic
+# Quiet TensorFlow's C++ start-up chatter; errors still show.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test lint format bench tensorboard clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(VENV)/.installed $@
+
+# The manifest is written last, so an interrupted generation is redone.
+$(DATA)/synthetic.json: | $(VENV)/.installed
+	$(BIN)/siamese-cd synth $(DATA) --train 1000 --val 100 --test 200 --size 64 --seed 0
+
+demo: $(VENV)/.installed $(DATA)/synthetic.json
+	$(BIN)/siamese-cd train $(DATA) --epochs 12 --batch-size 16 \
+		--logdir logs/demo --out logs/demo/model.keras
+	@echo
+	@echo "See the run:  $(BIN)/tensorboard --logdir logs   (or: make tensorboard)"
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/train_step.py
+
+tensorboard: $(VENV)/.installed
+	$(BIN)/tensorboard --logdir logs
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

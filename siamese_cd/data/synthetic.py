@@ -1,0 +1,471 @@
+"""Synthetic bi-temporal aerial scenes for change detection, written in the SYSU-CD layout.
+
+Each pair shows the same patch of land at two dates. Between the dates some buildings are
+built, some are demolished and occasionally a road is laid; the label marks the footprint of
+every such object. The images also differ in ways that must *not* be labelled, as real image
+pairs do: illumination and colour balance, the season of the vegetation, sensor noise and a
+sub-pixel to one-pixel misregistration of the second date. Plain pixel differencing therefore
+fails, while a small network learns the task in minutes.
+
+Layout written by :func:`make_synthetic_dataset`::
+
+    OUT/{train,val,test}/{time1,time2,label}/00000.png ...
+    OUT/synthetic.json          # manifest, written last
+
+Example:
+    >>> import numpy as np
+    >>> from siamese_cd.data.synthetic import make_synthetic_dataset, render_pair
+    >>> out = make_synthetic_dataset("data/synthetic", train=1000, val=100, test=200, size=64)
+    >>> t1, t2, label = render_pair(np.random.default_rng(0), 64)
+    >>> t1.shape, t2.shape, label.shape
+    ((64, 64, 3), (64, 64, 3), (64, 64))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from siamese_cd.errors import DatasetError
+
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "SPLITS", "make_synthetic_dataset", "render_pair"]
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "synthetic.json"
+SPLITS = ("train", "val", "test")
+SUBDIRS = ("time1", "time2", "label")
+
+# Scenes are rendered on a canvas this many pixels larger on every side, so that shifting the
+# second date by up to one pixel still samples real scene content instead of a border.
+_MARGIN = 2
+# Object sizes are in pixels whatever the image size (a fixed ground resolution); larger
+# images hold more objects rather than bigger ones. Counts are given per 64 x 64 pixels.
+_REF_AREA = 64 * 64
+_P_NO_CHANGE = 0.1
+
+_ROOF_COLOURS = np.array(
+    [
+        (0.64, 0.25, 0.19),  # red tiles
+        (0.74, 0.40, 0.24),  # terracotta
+        (0.56, 0.56, 0.57),  # grey concrete
+        (0.88, 0.87, 0.84),  # white membrane
+        (0.21, 0.27, 0.44),  # dark blue metal
+        (0.30, 0.30, 0.32),  # dark grey slate
+        (0.76, 0.69, 0.56),  # beige
+    ],
+    dtype=np.float32,
+)
+# Vegetation from lush to dry to bare; a date's season picks a point along this path.
+_SEASON_COLOURS = np.array(
+    [(0.17, 0.33, 0.12), (0.33, 0.44, 0.19), (0.58, 0.53, 0.30), (0.50, 0.40, 0.25)],
+    dtype=np.float32,
+)
+_SOIL_LIGHT = np.array((0.63, 0.56, 0.45), dtype=np.float32)
+_SOIL_DARK = np.array((0.44, 0.36, 0.27), dtype=np.float32)
+_ASPHALT = np.array((0.34, 0.34, 0.36), dtype=np.float32)
+_NEW_ASPHALT = np.array((0.24, 0.24, 0.26), dtype=np.float32)
+# Shadows are bluish because they are lit by the sky only.
+_SHADOW = np.array((0.48, 0.50, 0.58), dtype=np.float32)
+
+
+@dataclass
+class _Building:
+    polys: list[list[tuple[float, float]]]  # one polygon, or two roof halves for a gable
+    colour: np.ndarray
+    in_t1: bool = True
+    in_t2: bool = True
+
+
+def _smooth_noise(rng: np.random.Generator, side: int, cell: float) -> np.ndarray:
+    """Unit-variance-ish noise whose features are about ``cell`` pixels across."""
+    grid = max(2, math.ceil(side / cell) + 1)
+    small = rng.standard_normal((grid, grid)).astype(np.float32)
+    big = Image.fromarray(small).resize((side, side), Image.Resampling.BICUBIC)
+    return np.asarray(big, dtype=np.float32)
+
+
+def _shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``out[y, x] = mask[y - dy, x - dx]``, filling with False instead of wrapping around."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    out = mask.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy or dx:
+                out |= _shift(mask, dy, dx)
+    return out
+
+
+def _band(x: float, y: float, angle: float, width: float, back: float, forward: float):
+    """Corners of a straight band of ``width`` through (x, y) from ``-back`` to ``forward``."""
+    ux, uy = math.cos(angle), math.sin(angle)
+    nx, ny = -uy * width / 2, ux * width / 2
+    x0, y0 = x - ux * back, y - uy * back
+    x1, y1 = x + ux * forward, y + uy * forward
+    return [(x0 + nx, y0 + ny), (x1 + nx, y1 + ny), (x1 - nx, y1 - ny), (x0 - nx, y0 - ny)]
+
+
+def _draw_mask(side: int, polygons) -> np.ndarray:
+    img = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(img)
+    for poly in polygons:
+        draw.polygon(poly, fill=1)
+    return np.asarray(img, dtype=bool)
+
+
+def _roads(rng: np.random.Generator, side: int, changed: bool):
+    """Polygons of the roads present at both dates, and of one new road (or None)."""
+    scale = side / 64
+    n_roads = int(rng.integers(0, 3) if scale <= 1 else rng.poisson(0.9 * scale))
+    old = []
+    axes = []
+    for _ in range(n_roads):
+        # Mostly on the grid, sometimes slightly skewed, as in planned neighbourhoods.
+        angle = rng.choice([0.0, math.pi / 2]) + math.radians(rng.uniform(-12, 12))
+        x, y = rng.uniform(0, side, size=2)
+        old.append(_band(x, y, angle, rng.uniform(3.5, 6.5), 2 * side, 2 * side))
+        axes.append((x, y, angle))
+    new = None
+    if changed and rng.random() < 0.25:
+        width = rng.uniform(3.5, 6.0)
+        if axes and rng.random() < 0.7:
+            # A spur leaving an existing road at a right angle.
+            x, y, angle = axes[int(rng.integers(len(axes)))]
+            t = rng.uniform(-side / 2, side / 2)
+            x, y = x + t * math.cos(angle), y + t * math.sin(angle)
+            angle += rng.choice([-1, 1]) * math.pi / 2
+            new = _band(x, y, angle, width, 0, rng.uniform(0.3, 0.8) * side)
+        else:
+            angle = rng.choice([0.0, math.pi / 2]) + math.radians(rng.uniform(-12, 12))
+            x, y = rng.uniform(0, side, size=2)
+            new = _band(x, y, angle, width, 2 * side, 2 * side)
+    return old, new
+
+
+def _place_buildings(rng: np.random.Generator, side: int, size: int, occupied: np.ndarray):
+    """Non-overlapping buildings, kept off the roads and at least 2 px apart."""
+    n_target = max(1, round(rng.uniform(7, 16) * size * size / _REF_AREA))
+    max_side = max(6, min(20, size // 2))
+    gap = 2
+    # Candidates are drawn in one batch, then accepted by rejection against occupied ground.
+    n_try = 20 * n_target
+    widths = rng.integers(5, max_side + 1, size=n_try).astype(np.float64)
+    heights = np.clip(np.round(widths * rng.uniform(0.5, 1.6, size=n_try)), 5, max_side)
+    # Rotation only for buildings large enough to still look rectangular once rasterised.
+    rotate = (rng.random(n_try) < 0.35) & (np.minimum(widths, heights) >= 8)
+    angles = np.where(rotate, np.radians(rng.uniform(-35, 35, size=n_try)), 0.0)
+    centres = rng.uniform(0, side, size=(n_try, 2))
+    gables = rng.random(n_try) < 0.45
+    hws, hhs = (widths - 1) / 2, (heights - 1) / 2
+    cos, sin = np.cos(angles), np.sin(angles)
+    # Half extents of the rotated rectangle's bounding box.
+    ext_x = np.abs(cos) * hws + np.abs(sin) * hhs
+    ext_y = np.abs(sin) * hws + np.abs(cos) * hhs
+    x0s = np.maximum(0, (centres[:, 0] - ext_x).astype(int) - gap)
+    x1s = np.minimum(side, (centres[:, 0] + ext_x).astype(int) + gap + 2)
+    y0s = np.maximum(0, (centres[:, 1] - ext_y).astype(int) - gap)
+    y1s = np.minimum(side, (centres[:, 1] + ext_y).astype(int) + gap + 2)
+
+    occupied = occupied.copy()
+    accepted = []
+    for j in range(n_try):
+        if len(accepted) >= n_target:
+            break
+        x0, x1, y0, y1 = x0s[j], x1s[j], y0s[j], y1s[j]
+        if x0 >= x1 or y0 >= y1 or occupied[y0:y1, x0:x1].any():
+            continue
+        occupied[y0:y1, x0:x1] = True
+        accepted.append(j)
+
+    buildings: list[_Building] = []
+    for j in accepted:
+        cx, cy, c, s = centres[j, 0], centres[j, 1], cos[j], sin[j]
+        hw, hh = hws[j], hhs[j]
+
+        def corner(lx: float, ly: float, cx=cx, cy=cy, c=c, s=s) -> tuple[float, float]:
+            return (float(cx + lx * c - ly * s), float(cy + lx * s + ly * c))
+
+        if gables[j]:
+            # Gable roof: the two halves face the sun differently, split along the long axis.
+            if hw >= hh:
+                a = [corner(-hw, -hh), corner(hw, -hh), corner(hw, 0), corner(-hw, 0)]
+                b = [corner(-hw, 0), corner(hw, 0), corner(hw, hh), corner(-hw, hh)]
+            else:
+                a = [corner(-hw, -hh), corner(0, -hh), corner(0, hh), corner(-hw, hh)]
+                b = [corner(0, -hh), corner(hw, -hh), corner(hw, hh), corner(0, hh)]
+            polys = [a, b]
+        else:
+            polys = [[corner(-hw, -hh), corner(hw, -hh), corner(hw, hh), corner(-hw, hh)]]
+        colour = _ROOF_COLOURS[int(rng.integers(len(_ROOF_COLOURS)))]
+        colour = np.clip(colour * rng.uniform(0.9, 1.1) + rng.normal(0, 0.03, 3), 0, 1)
+        buildings.append(_Building(polys, colour.astype(np.float32)))
+    return buildings
+
+
+def _season_colour(s: float) -> np.ndarray:
+    pos = s * (len(_SEASON_COLOURS) - 1)
+    i = min(int(pos), len(_SEASON_COLOURS) - 2)
+    f = pos - i
+    return (1 - f) * _SEASON_COLOURS[i] + f * _SEASON_COLOURS[i + 1]
+
+
+def _bilinear_crop(img: np.ndarray, oy: float, ox: float, size: int) -> np.ndarray:
+    """``size`` x ``size`` window of ``img`` whose top-left corner is at the real point (oy, ox)."""
+    y0, x0 = int(math.floor(oy)), int(math.floor(ox))
+    fy, fx = oy - y0, ox - x0
+    a = img[y0 : y0 + size, x0 : x0 + size]
+    b = img[y0 : y0 + size, x0 + 1 : x0 + 1 + size]
+    c = img[y0 + 1 : y0 + 1 + size, x0 : x0 + size]
+    d = img[y0 + 1 : y0 + 1 + size, x0 + 1 : x0 + 1 + size]
+    return (1 - fy) * ((1 - fx) * a + fx * b) + fy * ((1 - fx) * c + fx * d)
+
+
+def _sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Per-date illumination, colour balance and Gaussian noise, then 8-bit quantisation."""
+    gain = rng.uniform(0.8, 1.2) * rng.uniform(0.95, 1.05, size=3)
+    offset = rng.uniform(-0.04, 0.04, size=3)
+    img = img * gain.astype(np.float32) + offset.astype(np.float32)
+    img = img + rng.uniform(0.005, 0.03) * rng.standard_normal(img.shape, dtype=np.float32)
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_pair(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one bi-temporal scene and its change mask.
+
+    Args:
+        rng: Source of randomness; the output depends only on its state and ``size``.
+        size: Height and width of the images in pixels (at least 8).
+
+    Returns:
+        ``(t1, t2, label)``: two ``uint8`` arrays of shape ``(size, size, 3)`` and a ``uint8``
+        array of shape ``(size, size)`` holding 255 where a building or road exists at one date
+        only, 0 elsewhere. The label is aligned with ``t1``; ``t2`` is slightly misregistered.
+
+    Raises:
+        DatasetError: If ``size`` is not an integer of at least 8.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise DatasetError(f"render_pair: size must be an integer >= 8, got {size!r}")
+    size = int(size)
+    side = size + 2 * _MARGIN
+    changed = rng.random() >= _P_NO_CHANGE
+
+    # Terrain shared by both dates: soil that varies from sandy to dark, and vegetation
+    # patches whose colour depends on the season of each date.
+    soil_mix = 1 / (1 + np.exp(-1.5 * _smooth_noise(rng, side, rng.uniform(14, 30))))
+    soil = soil_mix[..., None] * _SOIL_DARK + (1 - soil_mix[..., None]) * _SOIL_LIGHT
+    soil *= np.float32(rng.uniform(0.88, 1.12)) * rng.uniform(0.96, 1.04, size=3).astype(np.float32)
+    veg_field = _smooth_noise(rng, side, rng.uniform(12, 28))
+    veg_thr = np.quantile(veg_field, 1 - rng.uniform(0.15, 0.6))
+    veg = np.clip((veg_field - veg_thr) * 3 + 0.5, 0, 1)[..., None]
+    # Tree clumps are darker than grass within the vegetated areas.
+    canopy = 0.9 + 0.12 * _smooth_noise(rng, side, 3.5)
+    trees = np.clip((_smooth_noise(rng, side, 6) - 0.5) * 2, 0, 1)
+    canopy = (canopy * (1 - 0.35 * trees))[..., None]
+    texture = (1 + 0.04 * rng.standard_normal((side, side))).astype(np.float32)[..., None]
+
+    old_roads, new_road = _roads(rng, side, changed)
+    road_old = _draw_mask(side, old_roads)
+    road_new = _draw_mask(side, [new_road]) & ~road_old if new_road else np.zeros_like(road_old)
+    occupied = _dilate(road_old | road_new, 1)
+    buildings = _place_buildings(rng, side, size, occupied)
+
+    if changed:
+        p_change = rng.uniform(0.4, 0.9)
+        for b in buildings:
+            if rng.random() < p_change:
+                if rng.random() < 0.5:
+                    b.in_t1 = False  # new construction
+                else:
+                    b.in_t2 = False  # demolition
+        if new_road is None and buildings and all(b.in_t1 and b.in_t2 for b in buildings):
+            b = buildings[int(rng.integers(len(buildings)))]
+            if rng.random() < 0.5:
+                b.in_t1 = False
+            else:
+                b.in_t2 = False
+
+    # All buildings go into one index image (they never overlap); index 2k+1 / 2k+2 are the
+    # two roof halves of building k, so building k is (index + 1) // 2.
+    index_img = Image.new("I", (side, side), 0)
+    draw = ImageDraw.Draw(index_img)
+    lut = np.zeros((2 * len(buildings) + 1, 3), dtype=np.float32)
+    for k, b in enumerate(buildings):
+        for half, poly in enumerate(b.polys):
+            draw.polygon(poly, fill=2 * k + 1 + half)
+        lut[2 * k + 1] = b.colour
+        lut[2 * k + 2] = b.colour * 0.78
+    index = np.asarray(index_img, dtype=np.int64)
+    bid = (index + 1) // 2
+    roof = lut[index] * texture
+    padded = np.pad(bid, 1, mode="edge")
+    outline = (bid > 0) & (
+        (padded[:-2, 1:-1] != bid)
+        | (padded[2:, 1:-1] != bid)
+        | (padded[1:-1, :-2] != bid)
+        | (padded[1:-1, 2:] != bid)
+    )
+    roof = np.where(outline[..., None], roof * 0.65, roof)
+
+    present = {
+        1: np.array([False] + [b.in_t1 for b in buildings]),
+        2: np.array([False] + [b.in_t2 for b in buildings]),
+    }
+    # The sun (hence the shadow direction and length) is the same at both dates.
+    sun = rng.uniform(0, 2 * math.pi)
+    shadow_len = int(rng.integers(1, 4))
+    seasons = rng.uniform(0, 1, size=2)
+
+    canvases = []
+    for date, season in zip((1, 2), seasons, strict=True):
+        vegetation = _season_colour(float(season)) * canopy
+        ground = (soil * (1 - veg) + vegetation * veg) * texture
+        ground = np.where(road_old[..., None], _ASPHALT * texture, ground)
+        if date == 2:
+            # Fresh asphalt is darker than the weathered roads.
+            ground = np.where(road_new[..., None], _NEW_ASPHALT * texture, ground)
+        standing = present[date][bid]
+        shadow = np.zeros_like(standing)
+        for t in range(1, shadow_len + 1):
+            dy, dx = round(t * math.sin(sun)), round(t * math.cos(sun))
+            shadow |= _shift(standing, dy, dx)
+        ground = np.where((shadow & ~standing)[..., None], ground * _SHADOW, ground)
+        canvases.append(np.where(standing[..., None], roof, ground))
+
+    label_full = (~present[1][bid] & present[2][bid]) | (present[1][bid] & ~present[2][bid])
+    label_full |= road_new
+    m = _MARGIN
+    t1 = _sensor(rng, canvases[0][m : m + size, m : m + size])
+    offset_y, offset_x = rng.uniform(-1, 1, size=2)
+    t2 = _sensor(rng, _bilinear_crop(canvases[1], m + offset_y, m + offset_x, size))
+    label = np.where(label_full[m : m + size, m : m + size], 255, 0).astype(np.uint8)
+    return t1, t2, label
+
+
+def _check_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise DatasetError(f"{name} must be an integer >= 0 (number of image pairs), got {value!r}")
+    return int(value)
+
+
+def make_synthetic_dataset(
+    out_dir: str | os.PathLike[str],
+    train: int = 1000,
+    val: int = 100,
+    test: int = 200,
+    size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic change-detection dataset in the SYSU-CD layout.
+
+    Image ``i`` of a split depends only on ``(seed, split, i)``, so the same seed gives
+    byte-identical files, and changing one split's count leaves every other file unchanged.
+    Regenerating into an existing folder overwrites the files this function writes and leaves
+    any other file in place. The manifest ``synthetic.json`` is removed first and written last,
+    so its presence means the generation finished.
+
+    Args:
+        out_dir: Folder to write into; created if missing.
+        train: Number of training pairs.
+        val: Number of validation pairs.
+        test: Number of test pairs.
+        size: Image height and width in pixels; a multiple of 16 and at least 16.
+        seed: Non-negative integer seed.
+        progress: Whether to show a progress bar.
+
+    Returns:
+        The output folder as a :class:`pathlib.Path`.
+
+    Raises:
+        DatasetError: If an argument is out of range or ``out_dir`` is not a folder.
+    """
+    counts = {
+        name: _check_count(name, n) for name, n in zip(SPLITS, (train, val, test), strict=True)
+    }
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise DatasetError(f"size must be an integer, got {size!r}")
+    if size < 16 or size % 16:
+        raise DatasetError(
+            f"size must be a multiple of 16 and at least 16, got {size}: sides that divide by "
+            "2**4 let the default depth-4 networks run without padding"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DatasetError(f"seed must be an integer >= 0, got {seed!r}")
+    size, seed = int(size), int(seed)
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: output path exists and is not a folder")
+    manifest_path = out / MANIFEST_NAME
+    try:
+        manifest_path.unlink(missing_ok=True)
+        for split in SPLITS:
+            for sub in SUBDIRS:
+                (out / split / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"{out}: cannot prepare output folder: {exc}") from exc
+
+    fractions: dict[str, float] = {}
+    with tqdm(
+        total=3 * sum(counts.values()), unit="file", desc="synth", disable=not progress
+    ) as bar:
+        for split_id, split in enumerate(SPLITS):
+            changed_pixels = 0
+            for i in range(counts[split]):
+                rng = np.random.default_rng([seed, split_id, i])
+                t1, t2, label = render_pair(rng, size)
+                changed_pixels += int(np.count_nonzero(label))
+                name = f"{i:05d}.png"
+                for sub, arr in zip(SUBDIRS, (t1, t2, label), strict=True):
+                    Image.fromarray(arr).save(out / split / sub / name)
+                bar.update(3)
+            n_pixels = counts[split] * size * size
+            fractions[split] = round(changed_pixels / n_pixels, 6) if n_pixels else 0.0
+
+    _warn_stray(out, counts)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "generator": "siamese_cd.data.synthetic",
+        "layout": "SYSU-CD",
+        "size": size,
+        "seed": seed,
+        "counts": counts,
+        "changed_fraction": fractions,
+    }
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, manifest_path)
+    return out
+
+
+def _warn_stray(out: Path, counts: dict[str, int]) -> None:
+    """Warn about leftover files a loader would pick up, e.g. after shrinking a split."""
+    stray = []
+    for split in SPLITS:
+        expected = {f"{i:05d}.png" for i in range(counts[split])}
+        for sub in SUBDIRS:
+            stray += [p for p in (out / split / sub).iterdir() if p.name not in expected]
+    if stray:
+        warnings.warn(
+            f"{out}: {len(stray)} file(s) not written by this generation were left in place, "
+            f"e.g. {stray[0]}; delete them if a loader should not see them",
+            stacklevel=3,
+        )

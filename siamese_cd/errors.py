@@ -1,0 +1,21 @@
+"""Typed exceptions, so callers can tell bad data from bad configuration."""
+
+
+class SiameseCDError(Exception):
+    """Base class of every error raised on purpose by siamese_cd."""
+
+
+class DatasetError(SiameseCDError, ValueError):
+    """A dataset folder, file or option is unusable; the message names the file and the problem."""
+
+
+class PairingError(DatasetError):
+    """Files of a split cannot be matched into (t1, t2, label) triples by name."""
+
+
+class ImageReadError(DatasetError):
+    """An image file cannot be decoded, or its shape does not fit with its pair."""
+
+
+class ConfigError(SiameseCDError, ValueError):
+    """A model, loss or training option is out of range."""

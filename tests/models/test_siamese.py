@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from siamese_cd.errors import ConfigError
+from siamese_cd.losses import WeightedBinaryCrossentropy
+from siamese_cd.models.siamese import SiameseChangeModel
+from tests.helpers import run_model_saving_test, run_serialization_test
+
+
+def trainable_count(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+# Published PyTorch counts (Daudt et al. 2018 code), RGB, depth 4, filters 16, 2-class head.
+PUBLISHED = {"ef": 1_350_578, "diff": 1_350_146, "conc": 1_545_986}
+
+
+@pytest.mark.parametrize("variant", sorted(PUBLISHED))
+def test_parameter_count_matches_published(variant):
+    assert trainable_count(SiameseChangeModel(variant=variant, num_classes=2)) == PUBLISHED[variant]
+    # A 1-channel sigmoid head drops 16 * 9 + 1 = 145 weights.
+    assert trainable_count(SiameseChangeModel(variant=variant)) == PUBLISHED[variant] - 145
+
+
+def test_siamese_branches_share_one_encoder():
+    model = SiameseChangeModel(variant="diff", depth=2, filters=4)
+    encoders = [layer for layer in model.layers if layer.name == "encoder"]
+    assert len(encoders) == 1
+    assert len(encoders[0]._inbound_nodes) == 2  # called on t1 and on t2
+
+
+@pytest.mark.parametrize("size", [(32, 32), (50, 37), (7, 9)])
+def test_any_input_size_is_padded_and_cropped_back(size):
+    model = SiameseChangeModel(depth=3, filters=4)
+    x = np.random.default_rng(0).random((2, *size, 3), dtype=np.float32)
+    out = model.predict((x, x), verbose=0)
+    assert out.shape == (2, *size, 1)
+    assert ((out >= 0) & (out <= 1)).all()
+
+
+def test_two_class_head_is_softmax():
+    model = SiameseChangeModel(depth=2, filters=4, num_classes=2)
+    x = np.random.default_rng(0).random((1, 8, 8, 3), dtype=np.float32)
+    out = model.predict((x, x), verbose=0)
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_filters_list_and_convs():
+    model = SiameseChangeModel(depth=3, filters=[4, 6, 10], convs_per_level=2)
+    assert model.widths == [4, 6, 10]
+    assert model.get_layer("encoder").get_layer("enc3_2_conv").filters == 10
+    with pytest.raises(ValueError):
+        model.get_layer("encoder").get_layer("enc3_3_conv")
+
+
+def test_default_convs_follow_paper():
+    model = SiameseChangeModel(depth=5, filters=2)
+    encoder = model.get_layer("encoder")
+    names = {layer.name for layer in encoder.layers}
+    assert {"enc1_2_conv", "enc2_2_conv", "enc5_3_conv"} <= names
+    assert "enc1_3_conv" not in names and "enc2_3_conv" not in names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"variant": "siam"}, "variant"),
+        ({"depth": 1}, "depth"),
+        ({"depth": 7}, "depth"),
+        ({"filters": [4, 8]}, "2 widths for depth 4"),
+        ({"num_classes": 3}, "num_classes"),
+        ({"convs_per_level": [1, 2, 2, 2]}, "level 1"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_configs(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        SiameseChangeModel(**kwargs)
+
+
+@pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
+def test_config_round_trip(variant):
+    model = SiameseChangeModel(variant=variant, depth=2, filters=[3, 5], in_channels=4)
+    revived = run_serialization_test(model)
+    assert trainable_count(revived) == trainable_count(model)
+
+
+@pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
+def test_keras_file_round_trip_gives_identical_predictions(variant, tmp_path):
+    model = SiameseChangeModel(variant=variant, depth=2, filters=4, in_channels=2)
+    model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=3.0))
+    rng = np.random.default_rng(1)
+    x = (rng.random((2, 16, 16, 2), dtype=np.float32), rng.random((2, 16, 16, 2), dtype=np.float32))
+    y = (rng.random((2, 16, 16, 1)) > 0.7).astype(np.float32)
+    model.fit(x, y, epochs=1, verbose=0)  # move BatchNorm statistics off their initial values
+    loaded = run_model_saving_test(model, x, tmp_path)
+    assert loaded.built
+    assert loaded.loss.pos_weight == 3.0
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))
+
+
+def test_fit_reports_epoch_metrics_and_auto_weight():
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 16, 16, 3), dtype=np.float32)
+    y = np.zeros((4, 16, 16, 1), np.float32)
+    y[:, :4, :4] = 1  # change fraction 1/16
+    model = SiameseChangeModel(depth=2, filters=4)
+    model.compile(optimizer="adam")
+    history = model.fit((x, x), y, validation_data=((x, x), y), epochs=1, verbose=0)
+    assert model.loss.pos_weight == pytest.approx(15.0)
+    for name in ("loss", "precision", "recall", "f1", "iou", "val_f1", "val_iou"):
+        assert name in history.history

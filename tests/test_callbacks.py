@@ -1,0 +1,93 @@
+import copy
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
+
+from siamese_cd.callbacks import MaskImageLogger, make_panels, select_samples
+from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.errors import DatasetError
+from siamese_cd.models.siamese import SiameseChangeModel
+from tests.conftest import make_split
+
+
+def read_images(run_dir):
+    events = EventAccumulator(str(run_dir), size_guidance={TENSORS: 0})
+    events.Reload()
+    return events
+
+
+def test_panels_are_t1_t2_truth_prediction_side_by_side():
+    t1 = np.full((1, 4, 5, 3), 0.2, np.float32)
+    t2 = np.full((1, 4, 5, 3), 0.4, np.float32)
+    truth = np.zeros((1, 4, 5, 1), np.float32)
+    truth[0, 0, 0] = 1
+    pred = np.ones((1, 4, 5, 1), np.float32)
+    panels = make_panels(t1, t2, truth, pred)
+    assert panels.shape == (1, 4, 20, 3)
+    np.testing.assert_allclose(panels[0, :, :5], 0.2)
+    np.testing.assert_allclose(panels[0, :, 5:10], 0.4)
+    assert (panels[0, 0, 10] == 1).all() and (panels[0, 1, 10] == 0).all()
+    np.testing.assert_allclose(panels[0, :, 15:], 1.0)
+
+
+def test_select_prefers_changed_samples(tmp_path):
+    data = PairedImageDataset(make_split(tmp_path / "s", count=9), batch_size=4)
+    t1, t2, masks = select_samples(data, max_samples=6)
+    assert t1.shape == (6, 32, 32, 3) and masks.shape == (6, 32, 32, 1)
+    assert all(m.any() for m in masks)  # 6 of the 9 samples contain change
+    again = select_samples(data, max_samples=6)
+    np.testing.assert_array_equal(again[0], t1)  # deterministic
+
+
+def test_select_fills_with_unchanged_when_needed():
+    masks = np.zeros((3, 4, 4, 1), np.float32)
+    masks[1, 0, 0] = 1
+    images = np.zeros((3, 4, 4, 3), np.float32)
+    _, _, chosen = select_samples((images, images, masks), max_samples=3)
+    assert chosen.shape[0] == 3 and chosen[0].any() and not chosen[1:].any()
+
+
+def test_select_refuses_bad_data(tmp_path):
+    with pytest.raises(DatasetError, match="PairedImageDataset or"):
+        select_samples(object(), max_samples=2)
+    split = make_split(tmp_path / "s", count=2)
+    unlabelled = PairedImageDataset(t1_dir=split / "time1", t2_dir=split / "time2")
+    with pytest.raises(DatasetError, match="labelled"):
+        select_samples(unlabelled, max_samples=2)
+
+
+def test_logger_writes_png_panels_per_epoch(tmp_path):
+    data = PairedImageDataset(make_split(tmp_path / "s", count=4), batch_size=2)
+    model = SiameseChangeModel(depth=2, filters=4)
+    model.compile(optimizer="adam")
+    logger = MaskImageLogger(data, log_dir=tmp_path / "logs", max_samples=3)
+    logger = copy.deepcopy(logger)  # Keras Tuner copies callbacks per trial
+    model.fit(data, epochs=2, callbacks=[logger], verbose=0)
+
+    events = read_images(tmp_path / "logs" / "images")
+    tags = sorted(events.Tags()["tensors"])
+    assert tags == ["masks/sample_0", "masks/sample_1", "masks/sample_2"]
+    records = events.Tensors("masks/sample_0")
+    assert [r.step for r in records] == [0, 1]
+    # An image summary tensor is [width, height, png bytes...].
+    values = records[-1].tensor_proto.string_val
+    assert values[0] == b"128" and values[1] == b"32"
+    png = tmp_path / "panel.png"
+    png.write_bytes(values[2])
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size == (128, 32)
+
+
+def test_every_n_epochs(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 16, 16, 3), dtype=np.float32)
+    y = np.ones((2, 16, 16, 1), np.float32)
+    y[:, :8] = 0
+    model = SiameseChangeModel(depth=2, filters=4)
+    model.compile(optimizer="adam")
+    logger = MaskImageLogger((x, x, y), log_dir=tmp_path, every_n_epochs=2, max_samples=1)
+    model.fit((x, x), y, epochs=4, callbacks=[logger], verbose=0)
+    steps = [r.step for r in read_images(tmp_path / "images").Tensors("masks/sample_0")]
+    assert steps == [1, 3]
