@@ -61,8 +61,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 def train_rate(model: keras.Model, batches: tf.data.Dataset, pairs: int) -> float:
     timer = EpochTimer()
-    model.fit(batches, epochs=1, verbose=0)  # trace and warm up
-    model.fit(batches, epochs=1, verbose=0, callbacks=[timer])
+    model.fit(batches, epochs=1, verbose=0, shuffle=False)  # trace and warm up
+    model.fit(batches, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
     return pairs / timer.seconds
 
 

@@ -109,7 +109,8 @@ def pair_by_stem(
                 "Add the missing files, or pass on_missing='skip' to leave them out."
             )
         warnings.warn(
-            f"Skipping {len(orphans)} file(s) without a counterpart of the same name:\n{named}{more}",
+            f"Skipping {len(orphans)} file(s) without a counterpart of the same name:\n"
+            f"{named}{more}",
             stacklevel=2,
         )
     if not common:
