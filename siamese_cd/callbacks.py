@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
 
@@ -150,3 +152,63 @@ class MaskImageLogger(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite, and remembers where.
+
+    Unlike `keras.callbacks.TerminateOnNaN` it keeps ``(epoch, batch)`` in `stopped_at`, so the
+    caller can raise a clear error instead of carrying on with a broken model.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.stopped_at = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stopped_at = (self._epoch, batch)
+            self.model.stop_training = True
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Saves the model whenever `monitor` improves, and records the best value beside it.
+
+    The record, ``<model>.best.json``, lets a resumed run (see `BackupAndRestore`) start from
+    the best value so far instead of overwriting a better checkpoint with a worse one.
+
+    Args:
+        filepath: the ``.keras`` file to write.
+        monitor: the logged value to maximise.
+        resume: start from the recorded best value, if a record exists.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_f1", resume: bool = False):
+        self.record = Path(filepath).with_suffix(".best.json")
+        initial = None
+        if resume and self.record.is_file():
+            initial = json.loads(self.record.read_text())["best"]
+        super().__init__(
+            str(filepath),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=initial,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            return  # a diverged model is never the best one
+        before = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best != before:
+            record = {"monitor": self.monitor, "best": float(self.best), "epoch": epoch + 1}
+            self.record.write_text(json.dumps(record) + "\n")

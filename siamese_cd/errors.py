@@ -19,3 +19,7 @@ class ImageReadError(DatasetError):
 
 class ConfigError(SiameseCDError, ValueError):
     """A model, loss or training option is out of range."""
+
+
+class TrainingError(SiameseCDError, RuntimeError):
+    """Training could not go on, e.g. the loss became NaN; the message says what to change."""

@@ -1,4 +1,9 @@
-"""Losses for change masks, taking ``(mask, probabilities)`` like the model's output."""
+"""Losses for change masks, taking ``(mask, probabilities)`` like the model's output.
+
+All are serializable and take either a sigmoid map (B, H, W, 1) or 2-class softmax scores
+(B, H, W, 2), whose channel 1 is change. `get_loss` builds them, and their sums, from names
+such as ``"bce+dice"``.
+"""
 
 from __future__ import annotations
 
@@ -84,6 +89,11 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
             )
         return self.pos_weight
 
+    @property
+    def auto_pending(self) -> bool:
+        """True while ``pos_weight="auto"`` waits for the training data."""
+        return self.pos_weight == "auto"
+
     def call(self, y_true, y_pred):
         if self.pos_weight == "auto":
             raise ConfigError(
@@ -99,3 +109,150 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "pos_weight": self.pos_weight}
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class DiceLoss(keras.losses.Loss):
+    """Soft Dice loss of the change class, per sample: ``1 - (2|P∩Y| + s) / (|P| + |Y| + s)``.
+
+    Dice looks at the overlap of the change region only, so it is insensitive to how rare
+    change is; `smooth` keeps samples without change defined (predicting none gives 0).
+
+    Args:
+        smooth: added to numerator and denominator.
+        name: name of the loss.
+        **kwargs: `reduction` or `dtype`, passed to `keras.losses.Loss`.
+
+    Example:
+        >>> y = np.ones((1, 2, 2, 1), np.float32)
+        >>> round(float(DiceLoss(smooth=0.0)(y, np.full_like(y, 0.5))), 4)  # 1 - 2*2/(2+4)
+        0.3333
+    """
+
+    def __init__(self, smooth: float = 1.0, name: str = "dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        p = change_probability(y_pred)
+        y = ops.cast(y_true, p.dtype)
+        axes = tuple(range(1, len(p.shape)))
+        overlap = ops.sum(p * y, axis=axes)
+        total = ops.sum(p, axis=axes) + ops.sum(y, axis=axes)
+        return 1 - (2 * overlap + self.smooth) / (total + self.smooth)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class FocalLoss(keras.losses.Loss):
+    """Binary focal loss (Lin et al. 2017), averaged over pixels.
+
+    ``-alpha y (1-p)^gamma log p - (1-alpha) (1-y) p^gamma log(1-p)``: confident, correct
+    pixels, most of them no-change, contribute little, so training focuses on hard ones.
+
+    Args:
+        alpha: weight of the change class in [0, 1]; 0.5 weights both classes equally.
+        gamma: focusing exponent; 0 gives ``alpha``-weighted cross-entropy.
+        name: name of the loss.
+        **kwargs: `reduction` or `dtype`, passed to `keras.losses.Loss`.
+    """
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, name: str = "focal", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0 <= alpha <= 1 or gamma < 0:
+            raise ConfigError(f"focal loss needs 0 <= alpha <= 1 and gamma >= 0: {alpha}, {gamma}")
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def call(self, y_true, y_pred):
+        p = ops.clip(change_probability(y_pred), _EPSILON, 1 - _EPSILON)
+        y = ops.cast(y_true, p.dtype)
+        positive = -self.alpha * y * (1 - p) ** self.gamma * ops.log(p)
+        negative = -(1 - self.alpha) * (1 - y) * p**self.gamma * ops.log(1 - p)
+        return ops.squeeze(positive + negative, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class SumOfLosses(keras.losses.Loss):
+    """A weighted sum of losses, e.g. cross-entropy plus Dice.
+
+    Args:
+        losses: the parts, as loss objects or their serialized configs.
+        weights: one weight per part; all 1 by default.
+        name: name of the loss.
+        **kwargs: `reduction` or `dtype`, passed to `keras.losses.Loss`.
+
+    Example:
+        >>> loss = SumOfLosses([WeightedBinaryCrossentropy(pos_weight=1.0), DiceLoss()])
+    """
+
+    def __init__(self, losses, weights=None, name: str = "sum_of_losses", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.losses = [
+            keras.saving.deserialize_keras_object(part) if isinstance(part, dict) else part
+            for part in losses
+        ]
+        self.weights = [1.0] * len(self.losses) if weights is None else [float(w) for w in weights]
+        if not self.losses or len(self.weights) != len(self.losses):
+            raise ConfigError(f"{len(self.losses)} losses and {len(self.weights)} weights")
+
+    @property
+    def auto_pending(self) -> bool:
+        return any(getattr(part, "auto_pending", False) for part in self.losses)
+
+    def resolve_auto(self, x, y=None, verbose: bool = True) -> None:
+        for part in self.losses:
+            if getattr(part, "auto_pending", False):
+                part.resolve_auto(x, y, verbose=verbose)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Each part reduces itself (Dice per sample, the others per pixel) before the sum.
+        total = 0.0
+        for weight, part in zip(self.weights, self.losses):
+            total = total + weight * part(y_true, y_pred, sample_weight=sample_weight)
+        return total
+
+    def call(self, y_true, y_pred):
+        raise NotImplementedError("SumOfLosses reduces each part in __call__")
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "losses": [keras.saving.serialize_keras_object(part) for part in self.losses],
+            "weights": self.weights,
+        }
+
+
+LOSS_NAMES = {
+    "bce": WeightedBinaryCrossentropy,
+    "dice": DiceLoss,
+    "focal": FocalLoss,
+}
+
+
+def is_loss_name(spec) -> bool:
+    """Whether `spec` is a name `get_loss` understands, such as ``"dice"`` or ``"bce+dice"``."""
+    return isinstance(spec, str) and all(name.strip() in LOSS_NAMES for name in spec.split("+"))
+
+
+def get_loss(spec: str | keras.losses.Loss) -> keras.losses.Loss:
+    """A loss from a name: ``"bce"`` (class-weighted, ``pos_weight="auto"``), ``"dice"``,
+    ``"focal"``, or a sum such as ``"bce+dice"``. Loss objects are returned as they are.
+
+    Raises:
+        ConfigError: for an unknown name.
+    """
+    if not isinstance(spec, str):
+        return spec
+    names = [name.strip() for name in spec.split("+")]
+    if not is_loss_name(spec):
+        raise ConfigError(
+            f"unknown loss {spec!r}: use {', '.join(LOSS_NAMES)} or a sum such as 'bce+dice'"
+        )
+    parts = [LOSS_NAMES[name]() for name in names]
+    return parts[0] if len(parts) == 1 else SumOfLosses(parts, name=spec.replace("+", "_"))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 
-from siamese_cd.callbacks import MaskImageLogger
+from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard
 from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.errors import DatasetError
+from siamese_cd.errors import DatasetError, TrainingError
 from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
 
@@ -62,9 +63,12 @@ def train_on_folder(
     out: str | Path | None = None,
     variant: str = "diff",
     depth: int = 4,
-    filters: int = 16,
+    filters: int | list[int] = 16,
+    loss: str = "bce",
     learning_rate: float = LEARNING_RATE,
     augment: bool = True,
+    mixed_precision: bool = False,
+    early_stopping: int | None = None,
     seed: int = 0,
     verbose: int | None = None,
 ) -> TrainResult:
@@ -74,8 +78,33 @@ def train_on_folder(
     The checkpoint with the best ``val_f1`` is written to `out` (default
     ``<log_dir>/model.keras``), and that checkpoint is the one scored on the test split.
 
+    Training is crash-safe: the state after every epoch is kept in ``<log_dir>/backup``, and
+    running the same call again after an interruption resumes from the last finished epoch.
+    The backup is removed when training completes.
+
+    Args:
+        data_dir: folder holding ``train/``, ``val/`` and optionally ``test/`` splits.
+        epochs: epochs to train.
+        batch_size: pairs per batch.
+        log_dir: TensorBoard run folder; also holds the backup while training.
+        out: the best model's ``.keras`` file.
+        variant: ``"diff"``, ``"conc"`` or ``"ef"``.
+        depth: encoder levels.
+        filters: first-level width, or one width per level.
+        loss: a name for `siamese_cd.losses.get_loss`, e.g. ``"bce"`` or ``"bce+dice"``.
+        learning_rate: Adam's initial learning rate, multiplied by 0.95 each epoch.
+        augment: random flips and rotations of training samples.
+        mixed_precision: compute in float16 with float32 weights and head (fast on GPUs).
+        early_stopping: stop after this many epochs without a better ``val_f1``; None never.
+        seed: seed of weights, shuffling and augmentation.
+        verbose: Keras verbosity; one line per epoch when output is not a terminal.
+
     Returns:
         The best model, the training history, and the test scores (None without a test split).
+
+    Raises:
+        DatasetError: if a split is missing or its files do not pair.
+        TrainingError: if the loss becomes NaN.
     """
     data_dir = Path(data_dir)
     log_dir = Path(log_dir)
@@ -100,20 +129,45 @@ def train_on_folder(
     test = PairedImageDataset(test_dir, batch_size=batch_size) if test_dir else None
     print(f"Training on {len(train.pairs)} pairs, validating on {len(val.pairs)} pairs.")
 
-    model = SiameseChangeModel(variant=variant, depth=depth, filters=filters)
-    model.compile(optimizer=paper_optimizer(len(train), learning_rate))
+    backup_dir = log_dir / "backup"
+    resuming = backup_dir.is_dir()
+    if resuming:
+        print(f"Resuming from the last finished epoch saved in {backup_dir}")
+    policy = keras.mixed_precision.global_policy()
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = SiameseChangeModel(variant=variant, depth=depth, filters=filters)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    model.compile(optimizer=paper_optimizer(len(train), learning_rate), loss=loss)
     out.parent.mkdir(parents=True, exist_ok=True)
+    nan_guard = NaNGuard()
     callbacks = [
+        # Before the backup, so a kill between the two never leaves the best record behind
+        # an epoch the backup already counts as finished.
+        BestCheckpoint(out, monitor="val_f1", resume=resuming),
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
         MaskImageLogger(val, log_dir=log_dir, seed=seed),
-        keras.callbacks.ModelCheckpoint(
-            str(out), monitor="val_f1", mode="max", save_best_only=True
-        ),
-        keras.callbacks.TerminateOnNaN(),
+        nan_guard,
     ]
+    if early_stopping is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping("val_f1", mode="max", patience=early_stopping)
+        )
     history = model.fit(
         train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose
     )
+    if nan_guard.stopped_at is not None:
+        shutil.rmtree(backup_dir, ignore_errors=True)  # resuming a diverged state is no use
+        epoch, batch = nan_guard.stopped_at
+        kept = f" The best checkpoint so far is {out}." if out.is_file() else ""
+        raise TrainingError(
+            f"the training loss became NaN at epoch {epoch + 1}, batch {batch + 1}, so training "
+            f"stopped. Try a lower learning rate (now {learning_rate:g}), or check the data for "
+            f"empty or corrupt masks.{kept}"
+        )
     best = keras.saving.load_model(out)
     print(f"Best checkpoint (by val_f1) saved to {out}")
 

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import WeightedBinaryCrossentropy, pos_weight_from_fraction
+from siamese_cd.losses import (
+    DiceLoss,
+    FocalLoss,
+    SumOfLosses,
+    WeightedBinaryCrossentropy,
+    get_loss,
+    pos_weight_from_fraction,
+)
 from tests.helpers import run_serialization_test
 
 
@@ -51,3 +58,77 @@ def test_bad_pos_weight():
 def test_serialization():
     assert run_serialization_test(WeightedBinaryCrossentropy(pos_weight=2.5)).pos_weight == 2.5
     assert run_serialization_test(WeightedBinaryCrossentropy()).pos_weight == "auto"
+
+
+Y = np.array([1, 0, 1, 0], np.float32).reshape(1, 2, 2, 1)
+P = np.array([0.8, 0.3, 0.4, 0.1], np.float32).reshape(1, 2, 2, 1)
+
+
+def test_dice_matches_hand_computation():
+    # overlap 0.8 + 0.4 = 1.2; |P| = 1.6, |Y| = 2.
+    assert float(DiceLoss(smooth=0.0)(Y, P)) == pytest.approx(1 - 2.4 / 3.6, rel=1e-5)
+    assert float(DiceLoss(smooth=1.0)(Y, P)) == pytest.approx(1 - 3.4 / 4.6, rel=1e-5)
+
+
+def test_dice_is_per_sample_and_zero_without_change_predicted_as_none():
+    y = np.stack([Y[0], np.zeros_like(Y[0])])
+    p = np.stack([P[0], np.zeros_like(P[0])])
+    per_sample = DiceLoss(reduction=None)(y, p)
+    assert float(per_sample[1]) == pytest.approx(0.0)
+    assert float(per_sample[0]) == pytest.approx(1 - 3.4 / 4.6, rel=1e-5)
+
+
+def test_focal_matches_hand_computation():
+    alpha, gamma = 0.25, 2.0
+    expected = np.mean(
+        [
+            -alpha * 0.2**gamma * np.log(0.8),
+            -(1 - alpha) * 0.3**gamma * np.log(0.7),
+            -alpha * 0.6**gamma * np.log(0.4),
+            -(1 - alpha) * 0.1**gamma * np.log(0.9),
+        ]
+    )
+    assert float(FocalLoss(alpha, gamma)(Y, P)) == pytest.approx(expected, rel=1e-5)
+    # gamma 0 and alpha 0.5 is half the plain cross-entropy.
+    half_bce = float(WeightedBinaryCrossentropy(pos_weight=1.0)(Y, P)) / 2
+    assert float(FocalLoss(0.5, 0.0)(Y, P)) == pytest.approx(half_bce, rel=1e-5)
+    with pytest.raises(ConfigError, match="alpha"):
+        FocalLoss(alpha=1.5)
+
+
+def test_losses_take_two_class_softmax():
+    scores = np.concatenate([1 - P, P], axis=-1)
+    for loss in (WeightedBinaryCrossentropy(2.0), DiceLoss(), FocalLoss()):
+        assert float(loss(Y, scores)) == pytest.approx(float(loss(Y, P)), rel=1e-5)
+
+
+def test_sum_is_weighted_sum_of_parts():
+    bce, dice = WeightedBinaryCrossentropy(pos_weight=2.0), DiceLoss()
+    total = SumOfLosses([bce, dice], weights=[1.0, 0.5])
+    assert float(total(Y, P)) == pytest.approx(float(bce(Y, P)) + 0.5 * float(dice(Y, P)))
+    with pytest.raises(ConfigError, match="2 losses and 1 weights"):
+        SumOfLosses([bce, dice], weights=[1.0])
+
+
+def test_get_loss_by_name():
+    assert isinstance(get_loss("dice"), DiceLoss)
+    combined = get_loss("bce+dice")
+    assert isinstance(combined, SumOfLosses)
+    assert [type(p) for p in combined.losses] == [WeightedBinaryCrossentropy, DiceLoss]
+    assert combined.auto_pending
+    combined.resolve_auto(None, np.array([1.0, 0.0, 0.0, 0.0]), verbose=False)
+    assert combined.losses[0].pos_weight == pytest.approx(3.0) and not combined.auto_pending
+    with pytest.raises(ConfigError, match=r"unknown loss 'bce\+lovasz'"):
+        get_loss("bce+lovasz")
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [DiceLoss(smooth=0.5), FocalLoss(alpha=0.4, gamma=1.0), get_loss("bce+focal")],
+    ids=["dice", "focal", "sum"],
+)
+def test_serialization_of_all_losses(loss):
+    if getattr(loss, "auto_pending", False):
+        loss.resolve_auto(None, Y, verbose=False)
+    revived = run_serialization_test(loss)
+    assert float(revived(Y, P)) == pytest.approx(float(loss(Y, P)))

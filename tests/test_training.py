@@ -1,5 +1,14 @@
 """End to end: synthetic data -> training -> TensorBoard logs -> test scores."""
 
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
 from tensorboard.util import tensor_util
@@ -7,7 +16,8 @@ from tensorboard.util import tensor_util
 from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.cli import main
 from siamese_cd.data.synthetic import make_synthetic_dataset
-from siamese_cd.training import paper_optimizer
+from siamese_cd.errors import TrainingError
+from siamese_cd.training import paper_optimizer, train_on_folder
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +102,66 @@ def test_synth_command(tmp_path, capsys):
     assert len(list((tmp_path / "d" / "train" / "label").glob("*.png"))) == 2
     assert main(["synth", str(tmp_path / "e"), "--size", "20"]) == 2
     assert "multiple of 16" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_a_message_and_keeps_no_broken_state(synthetic, tmp_path):
+    logdir = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"became NaN at epoch 1, batch \d+.*learning rate"):
+        train_on_folder(
+            synthetic, epochs=3, batch_size=8, log_dir=logdir, depth=2, filters=4,
+            learning_rate=1e36, verbose=0,
+        )  # fmt: skip
+    assert not (logdir / "backup").exists()
+    assert not (logdir / "model.keras").exists()
+
+
+TRAIN_COMMAND = [
+    sys.executable, "-m", "siamese_cd.cli", "train", "{data}", "--epochs", "8",
+    "--batch-size", "8", "--depth", "2", "--filters", "4", "--logdir", "{logdir}",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_the_last_finished_epoch(synthetic, tmp_path):
+    logdir = tmp_path / "run"
+    command = [part.format(data=synthetic, logdir=logdir) for part in TRAIN_COMMAND]
+    metadata = logdir / "backup" / "training_metadata.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 240
+    while not metadata.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # mid-epoch 2 or a little later
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    finished = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= finished < 8
+    record = json.loads((logdir / "model.best.json").read_text())
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    epochs_run = [int(m) for m in re.findall(r"^Epoch (\d+)/8", rerun.stdout, re.MULTILINE)]
+    assert epochs_run == list(range(finished + 1, 9))
+    assert "Resuming from the last finished epoch" in rerun.stdout
+    assert not (logdir / "backup").exists()  # removed once training completed
+    final = json.loads((logdir / "model.best.json").read_text())
+    assert final["best"] >= record["best"]  # the resumed run never lowered the best score
+    assert "Test split (24 pairs" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_sysu_example_runs_on_a_sysu_layout(synthetic, tmp_path):
+    script = Path(__file__).parents[1] / "examples" / "train_sysu_cd.py"
+    command = [
+        sys.executable, str(script), "--data", str(synthetic), "--epochs", "1",
+        "--batch-size", "8", "--logdir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "FC-Siam-diff on the SYSU-CD test split" in out.stdout
+    published, ours = out.stdout.strip().splitlines()[-2:]
+    assert published.split()[1:] == ["89.13", "61.21", "72.57", "56.96"]
+    assert ours.startswith("this run") and len(ours.split()) == 6
+    assert (tmp_path / "run" / "model.keras").is_file()

@@ -417,7 +417,8 @@ def make_synthetic_dataset(
     manifest_path = out / MANIFEST_NAME
     try:
         manifest_path.unlink(missing_ok=True)
-        for split in SPLITS:
+        # An empty split gets no folders: an empty test/ would read as a split without pairs.
+        for split in (name for name in SPLITS if counts[name]):
             for sub in SUBDIRS:
                 (out / split / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -462,7 +463,9 @@ def _warn_stray(out: Path, counts: dict[str, int]) -> None:
     for split in SPLITS:
         expected = {f"{i:05d}.png" for i in range(counts[split])}
         for sub in SUBDIRS:
-            stray += [p for p in (out / split / sub).iterdir() if p.name not in expected]
+            folder = out / split / sub
+            if folder.is_dir():
+                stray += [p for p in folder.iterdir() if p.name not in expected]
     if stray:
         warnings.warn(
             f"{out}: {len(stray)} file(s) not written by this generation were left in place, "

@@ -13,7 +13,7 @@ import keras
 from keras import layers, ops
 
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import WeightedBinaryCrossentropy
+from siamese_cd.losses import get_loss, is_loss_name
 from siamese_cd.metrics import ChangeMetrics
 from siamese_cd.models.blocks import CropLike, PadToMultiple, build_encoder, decode
 
@@ -187,14 +187,17 @@ class SiameseChangeModel(keras.Model):
         Args:
             optimizer: any Keras optimizer or its name.
             loss: ``"auto"`` (default) is `WeightedBinaryCrossentropy(pos_weight="auto")`,
-                weighted from the training set's change fraction at `fit()`; or any loss
-                taking ``(mask, probabilities)``.
+                weighted from the training set's change fraction at `fit()`; a name from
+                `siamese_cd.losses.get_loss` (``"bce"``, ``"dice"``, ``"focal"``,
+                ``"bce+dice"``, ...); or any loss taking ``(mask, probabilities)``.
             metrics: extra metrics, updated with ``(mask, probabilities)`` besides the
                 built-in change-class metrics. They are not stored in `.keras` files.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
         if loss == "auto":
-            loss = WeightedBinaryCrossentropy(pos_weight="auto")
+            loss = "bce"
+        if is_loss_name(loss):
+            loss = get_loss(loss)
         self._extra_metrics = [keras.metrics.get(m) for m in metrics or []]
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
@@ -218,7 +221,7 @@ class SiameseChangeModel(keras.Model):
         `pos_weight`.
         """
         loss = getattr(self, "loss", None)
-        if isinstance(loss, WeightedBinaryCrossentropy) and loss.pos_weight == "auto":
+        if getattr(loss, "auto_pending", False):
             loss.resolve_auto(x, y, verbose=kwargs.get("verbose", "auto") != 0)
         return super().fit(x, y, *args, **kwargs)
 
@@ -234,6 +237,42 @@ class SiameseChangeModel(keras.Model):
         for metric in self._extra_metrics:
             metric.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
+
+    def export(self, filepath, format: str = "tf_saved_model", verbose: bool = True, **kwargs):
+        """Export for serving; a SavedModel gets the endpoint ``serve(t1, t2)``.
+
+        The SavedModel's ``serve`` function and its ``serving_default`` signature take float32
+        ``t1`` and ``t2`` of shape (B, H, W, in_channels), any H and W, and return
+        ``{"probability": (B, H, W, num_classes)}``. Other formats are Keras' own.
+
+        Example:
+            >>> model.export("served")  # doctest: +SKIP
+            >>> served = tf.saved_model.load("served")  # doctest: +SKIP
+            >>> served.serve(t1, t2)["probability"]  # doctest: +SKIP
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, **kwargs)
+        import tensorflow as tf
+
+        def serve(t1, t2):
+            return {"probability": self((t1, t2), training=False)}
+
+        shape = (None, None, None, self.in_channels)
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint(
+            "serve",
+            serve,
+            input_signature=[
+                tf.TensorSpec(shape, tf.float32, name="t1"),
+                tf.TensorSpec(shape, tf.float32, name="t2"),
+            ],
+        )
+        archive.write_out(str(filepath), verbose=verbose)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
 
     def train_step(self, data):
         import tensorflow as tf
