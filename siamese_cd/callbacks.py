@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from siamese_cd.errors import DatasetError
+from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
-
-PANELS = ("t1", "t2", "truth", "prediction")
-_DESCRIPTION = " | ".join(PANELS) + " (white = change)"
+from siamese_cd.panels import DESCRIPTION, make_panels, to_rgb_uint8
 
 
 def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
@@ -63,48 +62,37 @@ def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
     return tuple(np.stack([s[k] for s in chosen]) for k in range(3))
 
 
-def to_rgb(images: np.ndarray) -> np.ndarray:
-    """Show (N, H, W, C) images as RGB: the first three bands, or one band as gray."""
-    if images.shape[-1] >= 3:
-        return images[..., :3]
-    return np.repeat(images[..., :1], 3, axis=-1)
-
-
-def make_panels(t1, t2, truth, prediction) -> np.ndarray:
-    """Side-by-side panels ``t1 | t2 | truth | prediction``, float32 in [0, 1].
-
-    Args:
-        t1: (N, H, W, C) images in [0, 1].
-        t2: (N, H, W, C) images in [0, 1].
-        truth: (N, H, W, 1) 0/1 masks.
-        prediction: (N, H, W, 1) 0/1 masks.
-
-    Returns:
-        (N, H, 4 * W, 3) float32.
-    """
-    tiles = [to_rgb(t1), to_rgb(t2), to_rgb(truth), to_rgb(prediction)]
-    return np.clip(np.concatenate(tiles, axis=2), 0.0, 1.0).astype(np.float32)
-
-
 class MaskImageLogger(keras.callbacks.Callback):
-    """Writes ``t1 | t2 | truth | prediction`` panels of fixed samples to TensorBoard.
+    """Writes change-detection panels and a PR curve of fixed samples to TensorBoard.
 
-    At the end of every `every_n_epochs`-th epoch the model predicts the same samples, and
-    one image per sample is written under the tag ``masks/sample_<k>`` with the epoch as its
-    step, in the run ``<log_dir>/images`` beside the ``train`` and ``validation`` runs of
-    `keras.callbacks.TensorBoard`. Samples are held as NumPy arrays and the summary writer is
-    opened in `on_train_begin`, so the callback can be deep-copied (Keras Tuner does).
+    Every `every_n_epochs`-th epoch the model predicts the same samples, and for each one a
+    panel ``t1 | t2 | truth | prediction | errors | probability`` (see `siamese_cd.panels`
+    for the colours) is written under the tag ``masks/sample_<k>``, with the epoch as step so
+    that it lines up with Keras' ``epoch_*`` scalars. A precision-recall curve of the change
+    class over the same samples is written under ``pr_curve/change/pr_curves``. Both go to the run
+    ``<log_dir>/images``, beside the ``train`` and ``validation`` runs of
+    `keras.callbacks.TensorBoard`.
+
+    Samples are chosen once, deterministically, preferring ones that contain change, and held
+    as NumPy arrays; the summary writer is opened in `on_train_begin` and closed in
+    `on_train_end`. So the callback survives `copy.deepcopy`, as Keras Tuner copies callbacks
+    for every trial.
 
     Args:
         data: a labelled `PairedImageDataset`, or ``(t1, t2, masks)`` NumPy arrays.
-        log_dir: the run folder, the same as the TensorBoard callback's.
+        log_dir: the run folder. None writes beside the `keras.callbacks.TensorBoard` of the
+            same `SiameseChangeModel.fit` call, which under Keras Tuner is each trial's own
+            folder.
         every_n_epochs: write every this many epochs.
-        max_samples: how many samples to show; ones that contain change are preferred.
+        max_samples: how many samples to show.
         threshold: probability at or above which a pixel is shown as change.
         seed: seed of the choice of samples.
+        rgb_bands: bands shown as red, green and blue, e.g. (3, 2, 1) for Sentinel-2.
+        stretch: percentile-stretch images for display (for dark multispectral data).
+        pr_curve: also write the precision-recall curve.
 
     Example:
-        >>> logger = MaskImageLogger(val, log_dir="logs/run1")  # doctest: +SKIP
+        >>> logger = MaskImageLogger(val)  # doctest: +SKIP
         >>> tensorboard = keras.callbacks.TensorBoard("logs/run1")
         >>> model.fit(train, validation_data=val, epochs=5,
         ...           callbacks=[tensorboard, logger])  # doctest: +SKIP
@@ -113,45 +101,90 @@ class MaskImageLogger(keras.callbacks.Callback):
     def __init__(
         self,
         data,
-        log_dir: str | os.PathLike,
+        log_dir: str | os.PathLike | None = None,
         every_n_epochs: int = 1,
         max_samples: int = 6,
         threshold: float = 0.5,
         seed: int = 0,
+        rgb_bands: Sequence[int] = (0, 1, 2),
+        stretch: bool = False,
+        pr_curve: bool = True,
     ):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
-        self.log_dir = Path(log_dir)
+        self.log_dir = None if log_dir is None else Path(log_dir)
         self.every_n_epochs = every_n_epochs
         self.threshold = threshold
+        self.rgb_bands = tuple(rgb_bands)
+        self.stretch = stretch
+        self.pr_curve = pr_curve
         self.t1, self.t2, self.masks = select_samples(data, max_samples, seed=seed)
+        to_rgb_uint8(self.t1[:1], self.rgb_bands)  # fail now on bands that do not exist
+        self.run_dir: Path | None = None  # where this fit writes; set by on_train_begin
+        self._tensorboard_dir: Path | None = None
         self._writer = None
+
+    def attach(self, tensorboard_log_dir: str | os.PathLike | None) -> None:
+        """Take the log folder of the TensorBoard callback of the coming `fit`.
+
+        Used when `log_dir` is None; `SiameseChangeModel.fit` calls it.
+        """
+        self._tensorboard_dir = None if tensorboard_log_dir is None else Path(tensorboard_log_dir)
 
     def on_train_begin(self, logs=None):
         import tensorflow as tf
 
-        self._writer = tf.summary.create_file_writer(str(self.log_dir / "images"))
+        root = self.log_dir or self._tensorboard_dir
+        if root is None:
+            raise ConfigError(
+                "MaskImageLogger(log_dir=None) writes beside a keras.callbacks.TensorBoard "
+                "in the same SiameseChangeModel.fit; add one, or give log_dir"
+            )
+        self.run_dir = root / "images"
+        self._writer = tf.summary.create_file_writer(str(self.run_dir))
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs or self._writer is None:
             return
         import tensorflow as tf
+        from tensorboard.plugins.pr_curve import summary as pr_summary
 
-        scores = self.model.predict_on_batch((self.t1, self.t2))
-        predicted = (change_probability(np.asarray(scores)) >= self.threshold).astype(np.float32)
-        panels = make_panels(self.t1, self.t2, self.masks, predicted)
+        scores = np.asarray(self.model.predict_on_batch((self.t1, self.t2)))
+        probability = change_probability(scores).astype(np.float32)
+        panels = make_panels(
+            self.t1, self.t2, self.masks, probability, self.threshold, self.rgb_bands, self.stretch
+        )
         with self._writer.as_default():
             for k, panel in enumerate(panels):
                 tf.summary.image(
-                    f"masks/sample_{k}", panel[None], step=epoch, description=_DESCRIPTION
+                    f"masks/sample_{k}", panel[None], step=epoch, description=DESCRIPTION
                 )
+            if self.pr_curve:
+                curve = pr_summary.pb(
+                    "pr_curve/change",
+                    labels=self.masks.reshape(-1) > 0.5,
+                    predictions=probability.reshape(-1),
+                    num_thresholds=101,
+                    display_name="change class",
+                    description="Precision-recall of the change class on the logged samples",
+                )
+                tf.summary.experimental.write_raw_pb(curve.SerializeToString(), step=epoch)
         self._writer.flush()
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def attach_loggers(callbacks) -> None:
+    """Point every `MaskImageLogger` at the log folder of the fit's TensorBoard callback."""
+    callbacks = list(callbacks or [])
+    boards = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
+    for callback in callbacks:
+        if isinstance(callback, MaskImageLogger):
+            callback.attach(boards[0].log_dir if boards else None)
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -204,6 +237,13 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
             initial_value_threshold=initial,
         )
 
+    @property
+    def best_epoch(self) -> int | None:
+        """Zero-based epoch of the best checkpoint so far, from the record; None before one."""
+        if not self.record.is_file():
+            return None
+        return json.loads(self.record.read_text())["epoch"] - 1
+
     def on_epoch_end(self, epoch, logs=None):
         if not math.isfinite(float((logs or {}).get("loss", 0.0))):
             return  # a diverged model is never the best one
@@ -212,3 +252,51 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
         if self.best != before:
             record = {"monitor": self.monitor, "best": float(self.best), "epoch": epoch + 1}
             self.record.write_text(json.dumps(record) + "\n")
+
+
+class HParamsLogger(keras.callbacks.Callback):
+    """Records a run's hyperparameters for TensorBoard's HParams dashboard.
+
+    The session is written to `log_dir` itself, whose ``train``, ``validation`` (and
+    ``test``) runs hold the metrics, so runs of plain training compare in the dashboard like
+    Keras Tuner trials.
+
+    Args:
+        log_dir: the run folder, the same as the TensorBoard callback's.
+        hparams: name to value; values are str, bool, int or float (lists are joined by
+            commas).
+        trial_id: the session's name in the dashboard; defaults to the folder name.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, hparams: dict, trial_id: str | None = None):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self.hparams = {
+            name: ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+            for name, value in hparams.items()
+        }
+        self.trial_id = trial_id or self.log_dir.name
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hparams_api
+
+        writer = tf.summary.create_file_writer(str(self.log_dir))
+        with writer.as_default():
+            hparams_api.hparams(self.hparams, trial_id=self.trial_id)
+        writer.close()
+
+
+def write_scores(run_dir: str | os.PathLike, scores: dict[str, float], step: int) -> None:
+    """Write final scores as ``epoch_<name>`` scalars of their own run (e.g. ``<log>/test``).
+
+    With the same tags as Keras' per-epoch scalars, TensorBoard draws the test score as a
+    point on the train and validation curves.
+    """
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for name, value in scores.items():
+            tf.summary.scalar(f"epoch_{name}", float(value), step=step)
+    writer.close()

@@ -16,6 +16,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+def filters_arg(text: str) -> int | list[int]:
+    try:
+        widths = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an int or ints like 8,16,32: {text!r}"
+        ) from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"widths must be positive: {text!r}")
+    return widths[0] if len(widths) == 1 else widths
+
+
+def loss_name(text: str) -> str:
+    from siamese_cd.losses import LOSS_NAMES, is_loss_name
+
+    if not is_loss_name(text):
+        raise argparse.ArgumentTypeError(
+            f"unknown loss {text!r}: use {', '.join(LOSS_NAMES)} or a sum such as bce+dice"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siamese-cd", description="Change detection on pairs of co-registered images."
@@ -54,10 +76,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--variant", choices=("diff", "conc", "ef"), default="diff")
     train.add_argument("--depth", type=int, default=4, help="encoder levels, 2-6 (default 4)")
-    train.add_argument("--filters", type=positive_int, default=16, help="first-level width")
+    train.add_argument(
+        "--filters",
+        type=filters_arg,
+        default=16,
+        help="first-level width, doubled per level, or one width per level: 8,16,32,64",
+    )
+    train.add_argument(
+        "--loss",
+        type=loss_name,
+        default="bce",
+        help="bce (class-weighted), dice, focal, or a sum such as bce+dice (default bce)",
+    )
     train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     train.add_argument("--no-augment", action="store_true", help="no flips or rotations")
+    train.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 compute with float32 weights (fast on recent GPUs, slow on CPUs)",
+    )
+    train.add_argument(
+        "--early-stopping",
+        type=positive_int,
+        metavar="EPOCHS",
+        help="stop after this many epochs without a better val_f1 (default: never)",
+    )
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    check = commands.add_parser(
+        "check",
+        help="scan every file of a dataset and report problems (exit 1 if any)",
+        description="Decode every file of DATA (a split folder, or a folder of splits) and "
+        "report orphans, unreadable or truncated images, size mismatches, label values "
+        "outside {0, 255} or {0, 1}, and the changed-pixel fraction per split. Exits 1 when "
+        "a problem is found.",
+    )
+    check.add_argument("data", help="a split folder, or a folder of split folders")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--label-threshold",
+        type=int,
+        default=128,
+        help="label values at or above it are change (default 128)",
+    )
+    check.add_argument("--workers", type=positive_int, default=None, help="decoding threads")
     return parser
 
 
@@ -87,11 +149,27 @@ def run(args: argparse.Namespace) -> int:
             variant=args.variant,
             depth=args.depth,
             filters=args.filters,
+            loss=args.loss,
             learning_rate=args.lr,
             augment=not args.no_augment,
+            mixed_precision=args.mixed_precision,
+            early_stopping=args.early_stopping,
             seed=args.seed,
         )
         return 0
+    if args.command == "check":
+        import json
+
+        from siamese_cd.data.check import check_dataset
+
+        report = check_dataset(
+            args.data,
+            label_threshold=args.label_threshold,
+            workers=args.workers,
+            progress=sys.stderr.isatty(),
+        )
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+        return 0 if report.ok else 1
     raise AssertionError(f"unhandled command {args.command}")
 
 

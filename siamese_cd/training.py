@@ -9,7 +9,13 @@ from pathlib import Path
 
 import keras
 
-from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard
+from siamese_cd.callbacks import (
+    BestCheckpoint,
+    HParamsLogger,
+    MaskImageLogger,
+    NaNGuard,
+    write_scores,
+)
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError, TrainingError
 from siamese_cd.metrics import SCORE_NAMES
@@ -143,13 +149,25 @@ def train_on_folder(
     model.compile(optimizer=paper_optimizer(len(train), learning_rate), loss=loss)
     out.parent.mkdir(parents=True, exist_ok=True)
     nan_guard = NaNGuard()
+    checkpoint = BestCheckpoint(out, monitor="val_f1", resume=resuming)
     callbacks = [
         # Before the backup, so a kill between the two never leaves the best record behind
         # an epoch the backup already counts as finished.
-        BestCheckpoint(out, monitor="val_f1", resume=resuming),
+        checkpoint,
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
         MaskImageLogger(val, log_dir=log_dir, seed=seed),
+        HParamsLogger(
+            log_dir,
+            {
+                "variant": variant,
+                "depth": depth,
+                "filters": filters,
+                "loss": loss,
+                "lr": learning_rate,
+                "batch_size": batch_size,
+            },
+        ),
         nan_guard,
     ]
     if early_stopping is not None:
@@ -169,11 +187,13 @@ def train_on_folder(
             f"empty or corrupt masks.{kept}"
         )
     best = keras.saving.load_model(out)
-    print(f"Best checkpoint (by val_f1) saved to {out}")
+    print(f"Best checkpoint (val_f1, epoch {checkpoint.best_epoch + 1}) saved to {out}")
 
     test_scores = None
     if test is not None:
         test_scores = best.evaluate(test, return_dict=True, verbose=0)
+        # Drawn at the best epoch, the one whose checkpoint was scored.
+        write_scores(log_dir / "test", test_scores, step=checkpoint.best_epoch or 0)
         print(
             f"Test split ({len(test.pairs)} pairs, whole images, threshold {best.threshold}): "
             + format_scores(test_scores)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers, ops
 
+from siamese_cd.callbacks import attach_loggers
 from siamese_cd.errors import ConfigError
 from siamese_cd.losses import get_loss, is_loss_name
 from siamese_cd.metrics import ChangeMetrics
@@ -218,11 +219,13 @@ class SiameseChangeModel(keras.Model):
 
         With a `PairedImageDataset` the change fraction is read from its masks in one
         streaming pass; with NumPy masks it is their mean. Other inputs need an explicit
-        `pos_weight`.
+        `pos_weight`. A `MaskImageLogger` without a log_dir among the callbacks is pointed at
+        the folder of the `keras.callbacks.TensorBoard` callback (Keras Tuner's per-trial one).
         """
         loss = getattr(self, "loss", None)
         if getattr(loss, "auto_pending", False):
             loss.resolve_auto(x, y, verbose=kwargs.get("verbose", "auto") != 0)
+        attach_loggers(kwargs.get("callbacks"))
         return super().fit(x, y, *args, **kwargs)
 
     def _record(self, loss, y, y_pred, sample_weight) -> dict:
