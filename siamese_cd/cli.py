@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from siamese_cd.errors import SiameseCDError
+from siamese_cd.errors import ConfigError, SiameseCDError
 
 
 def positive_int(text: str) -> int:
@@ -26,6 +26,13 @@ def filters_arg(text: str) -> int | list[int]:
     if any(w < 1 for w in widths):
         raise argparse.ArgumentTypeError(f"widths must be positive: {text!r}")
     return widths[0] if len(widths) == 1 else widths
+
+
+def bands_arg(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected band numbers like 4,3,2: {text!r}") from None
 
 
 def loss_name(text: str) -> str:
@@ -91,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     train.add_argument("--no-augment", action="store_true", help="no flips or rotations")
     train.add_argument(
+        "--crop-size",
+        type=positive_int,
+        help="train on one random crop of this side per scene and epoch (large scenes)",
+    )
+    train.add_argument(
         "--mixed-precision",
         action="store_true",
         help="float16 compute with float32 weights (fast on recent GPUs, slow on CPUs)",
@@ -120,6 +132,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="label values at or above it are change (default 128)",
     )
     check.add_argument("--workers", type=positive_int, default=None, help="decoding threads")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model on a labelled split",
+        description="Print change-class precision, recall, F1, IoU, overall accuracy and "
+        "kappa over all pixels of DATA/SPLIT (micro), the confusion matrix, and the protocol.",
+    )
+    evaluate.add_argument("model", help="a .keras model")
+    evaluate.add_argument("data", help="folder holding the split folder")
+    evaluate.add_argument("--split", default="test", help="split folder name (default test)")
+    evaluate.add_argument(
+        "--tile-size", type=positive_int, help="score tiles of this side (default whole images)"
+    )
+    evaluate.add_argument("--tile-stride", type=positive_int, help="default: the tile size")
+    evaluate.add_argument(
+        "--threshold", type=float, default=None, help="default: the model's (0.5)"
+    )
+    evaluate.add_argument("--batch-size", type=positive_int, default=16, help="default 16")
+    evaluate.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
+    evaluate.add_argument("--per-image", metavar="CSV", help="write per-image scores as CSV")
+
+    predict = commands.add_parser(
+        "predict",
+        help="write change maps of scenes of any size",
+        description="Predict the change map of T1 and T2 (two image files, or two folders "
+        "whose files pair by name) with overlapping windows blended without seams. Writes a "
+        "0/255 mask, or float probabilities with --probabilities; a GeoTIFF T1 gives a "
+        "GeoTIFF with its CRS, transform and nodata.",
+    )
+    predict.add_argument("model", help="a .keras model")
+    predict.add_argument("t1", help="first-date image, or folder of them")
+    predict.add_argument("t2", help="second-date image, or folder of them")
+    predict.add_argument(
+        "-o", "--out", required=True, help="output file (.png, .tif, .npy), or folder"
+    )
+    predict.add_argument("--tile-size", type=positive_int, default=256, help="default 256")
+    predict.add_argument(
+        "--overlap", type=int, default=64, help="pixels shared by windows (default 64)"
+    )
+    predict.add_argument("--threshold", type=float, default=0.5, help="default 0.5")
+    predict.add_argument(
+        "--probabilities", action="store_true", help="write float probabilities, not a mask"
+    )
+    predict.add_argument(
+        "--bands", type=bands_arg, default=None, help="bands to read, from 1: e.g. 4,3,2"
+    )
+    predict.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch")
     return parser
 
 
@@ -152,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             loss=args.loss,
             learning_rate=args.lr,
             augment=not args.no_augment,
+            crop_size=args.crop_size,
             mixed_precision=args.mixed_precision,
             early_stopping=args.early_stopping,
             seed=args.seed,
@@ -170,6 +230,55 @@ def run(args: argparse.Namespace) -> int:
         )
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
         return 0 if report.ok else 1
+    if args.command == "evaluate":
+        from pathlib import Path
+
+        from siamese_cd.data.dataset import PairedImageDataset
+        from siamese_cd.evaluation import evaluate
+        from siamese_cd.inference import load_change_model
+        from siamese_cd.training import split_folder
+
+        if args.tile_stride is not None and args.tile_size is None:
+            raise ConfigError("--tile-stride needs --tile-size")
+        split = split_folder(Path(args.data), args.split)
+        dataset = PairedImageDataset(
+            split,
+            batch_size=args.batch_size,
+            tile_size=args.tile_size,
+            tile_stride=args.tile_stride,
+            progress=sys.stderr.isatty(),
+        )
+        model = load_change_model(args.model)
+        result = evaluate(
+            model, dataset, args.threshold, split=str(split), progress=sys.stderr.isatty()
+        )
+        print(result.format())
+        if args.json:
+            result.write_json(args.json)
+        if args.per_image:
+            result.write_per_image(args.per_image)
+        return 0
+    if args.command == "predict":
+        from pathlib import Path
+
+        from siamese_cd.inference import load_change_model, predict_files, predict_folders
+
+        model = load_change_model(args.model)
+        options = dict(
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            threshold=args.threshold,
+            probabilities=args.probabilities,
+            bands=args.bands,
+            batch_size=args.batch_size,
+        )
+        if Path(args.t1).is_dir() and Path(args.t2).is_dir():
+            written = predict_folders(model, args.t1, args.t2, args.out, **options)
+            print(f"Wrote {len(written)} change maps to {args.out}")
+        else:
+            out = predict_files(model, args.t1, args.t2, args.out, progress=True, **options)
+            print(f"Wrote {out}")
+        return 0
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -14,14 +14,44 @@ format allows it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
+from siamese_cd.data.decoding import image_size, pixel_scale, read_image, uses_rasterio
+from siamese_cd.data.pairing import pair_by_stem
 from siamese_cd.errors import ConfigError, ImageReadError
 from siamese_cd.losses import change_probability
+
+# Rows handled at a time when finishing a scene-sized map, so temporaries stay small.
+_ROWS = 256
+_GDAL_CACHE_MB = 16
+
+
+def load_change_model(path: str | Path):
+    """Load a `.keras` change model, with a clear error for a missing or foreign file.
+
+    Raises:
+        ConfigError: if the file is missing, is not a `.keras` file, or holds no model.
+    """
+    import keras
+
+    import siamese_cd.models.siamese  # noqa: F401  (registers the classes for loading)
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such model file")
+    if path.suffix != ".keras":
+        raise ConfigError(f"{path}: expected a .keras model file")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError, TypeError) as error:
+        raise ConfigError(f"{path}: cannot load the model ({error})") from error
 
 
 class Scene(Protocol):
@@ -49,6 +79,89 @@ class ArrayScene:
         if np.issubdtype(window.dtype, np.integer):
             return window.astype(np.float32) / np.float32(np.iinfo(window.dtype).max)
         return window.astype(np.float32, copy=False)
+
+
+class FileScene:
+    """An image file read window by window where its format allows (GeoTIFF via rasterio);
+    other formats are decoded once, whole. Pixels are scaled to [0, 1] by their type's max.
+
+    Args:
+        path: the image file.
+        bands: band numbers to read, counted from 1 (GDAL order); None reads them all
+            (dropping alpha, repeating grayscale to RGB).
+    """
+
+    def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.bands = bands
+        self.profile = None
+        if uses_rasterio(self.path):
+            self._array = None
+            probe = read_image(self.path, bands=bands, window=(0, 0, 1, 1))
+            self.shape = (*image_size(self.path), probe.shape[-1])
+            self._scale = np.float32(pixel_scale(probe.dtype, self.path))
+            self.profile = geo_profile(self.path)
+        else:
+            self._array = read_image(self.path, bands=bands)
+            self.shape = tuple(int(s) for s in self._array.shape)
+            self._scale = np.float32(pixel_scale(self._array.dtype, self.path))
+
+    def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        if self._array is not None:
+            window = self._array[top : top + height, left : left + width]
+        else:
+            import rasterio
+
+            # GDAL's block cache defaults to 5% of RAM and would fill with the whole scene.
+            with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
+                window = read_image(self.path, bands=self.bands, window=(top, left, height, width))
+        return window.astype(np.float32) / self._scale
+
+
+def geo_profile(path: Path) -> dict | None:
+    """CRS, transform and nodata of a georeferenced raster; None if it has no CRS."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as source:
+            if source.crs is None:
+                return None
+            return {"crs": source.crs, "transform": source.transform, "nodata": source.nodata}
+
+
+def check_scenes(scene1, scene2, model=None) -> None:
+    """Raise a clear error if two dates cannot be compared, or do not fit the model."""
+    name1, name2 = getattr(scene1, "name", "t1"), getattr(scene2, "name", "t2")
+    if scene1.shape[:2] != scene2.shape[:2]:
+        raise ImageReadError(
+            f"t1 {name1} {scene1.shape[:2]} and t2 {name2} {scene2.shape[:2]} differ in size"
+        )
+    if scene1.shape[2] != scene2.shape[2]:
+        raise ImageReadError(
+            f"t1 {name1} has {scene1.shape[2]} band(s) and t2 {name2} has {scene2.shape[2]}"
+        )
+    expected = getattr(model, "in_channels", None)
+    if expected is not None and scene1.shape[2] != expected:
+        raise ImageReadError(
+            f"{name1}: {scene1.shape[2]} band(s), but the model takes {expected}; "
+            "choose bands with --bands"
+        )
+    geo1, geo2 = getattr(scene1, "profile", None), getattr(scene2, "profile", None)
+    if (geo1 is None) != (geo2 is None):
+        raise ImageReadError(f"only one of {name1} and {name2} is georeferenced")
+    if geo1 is not None:
+        if geo1["crs"] != geo2["crs"]:
+            raise ImageReadError(
+                f"t1 {name1} and t2 {name2} have different CRS ({geo1['crs']} vs "
+                f"{geo2['crs']}); reproject one onto the other's grid"
+            )
+        if not geo1["transform"].almost_equals(geo2["transform"]):
+            raise ImageReadError(
+                f"t1 {name1} and t2 {name2} have different transforms, so their pixels do "
+                "not cover the same ground; resample one onto the other's grid"
+            )
 
 
 def window_starts(size: int, tile: int, stride: int) -> list[int]:
@@ -124,11 +237,7 @@ def predict_scene(
         )
     scene1 = t1 if hasattr(t1, "read") else ArrayScene(np.asarray(t1), "t1")
     scene2 = t2 if hasattr(t2, "read") else ArrayScene(np.asarray(t2), "t2")
-    if scene1.shape != scene2.shape:
-        raise ImageReadError(
-            f"t1 {getattr(scene1, 'name', '')} {scene1.shape} and t2 "
-            f"{getattr(scene2, 'name', '')} {scene2.shape} differ in size or bands"
-        )
+    check_scenes(scene1, scene2, model)
     height, width, _ = scene1.shape
     total = np.zeros((height, width), np.float32)
     # Weights are separable, so their per-pixel sum is an outer product of two 1-D sums and no
@@ -146,8 +255,11 @@ def predict_scene(
     bar = tqdm(total=len(boxes), desc="Predicting windows", unit="window", disable=not progress)
     for start in range(0, len(boxes), batch_size):
         batch = boxes[start : start + batch_size]
-        x1 = np.stack([scene1.read(*box) for box in batch])
-        x2 = np.stack([scene2.read(*box) for box in batch])
+        # The last batch is padded by repeating a window: one input shape means one traced
+        # graph, and no extra memory for a second one.
+        padded = batch + batch[-1:] * (min(batch_size, len(boxes)) - len(batch))
+        x1 = np.stack([scene1.read(*box) for box in padded])
+        x2 = np.stack([scene2.read(*box) for box in padded])
         scores = np.asarray(model.predict_on_batch((x1, x2)))
         probabilities = change_probability(scores)[..., 0]
         for (top, left, h, w), probability in zip(batch, probabilities):
@@ -158,5 +270,127 @@ def predict_scene(
             total[top : top + h, left : left + w] += probability * weight
         bar.update(len(batch))
     bar.close()
-    total /= np.outer(row_weights, col_weights)
+    for top in range(0, height, _ROWS):  # in bands of rows: no second scene-sized array
+        total[top : top + _ROWS] /= np.outer(row_weights[top : top + _ROWS], col_weights)
     return total
+
+
+OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
+
+
+def write_change_map(
+    path: str | Path,
+    probability: np.ndarray,
+    threshold: float = 0.5,
+    probabilities: bool = False,
+    profile: dict | None = None,
+) -> Path:
+    """Write a change map: a 0/255 uint8 mask, or float32 probabilities.
+
+    ``.png`` holds masks only; ``.tif`` holds either, with `profile` (CRS, transform, nodata)
+    when given; ``.npy`` holds either as a NumPy array.
+
+    Raises:
+        ConfigError: for an unknown suffix, or probabilities asked for in a PNG.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"{path}: write change maps as {', '.join(OUTPUT_SUFFIXES)}")
+    if probabilities and suffix == ".png":
+        raise ConfigError(f"{path}: probabilities are floats; write them as .tif or .npy")
+    if probabilities:
+        data = probability.astype(np.float32, copy=False)
+    else:
+        data = np.empty(probability.shape, np.uint8)
+        for top in range(0, data.shape[0], _ROWS):
+            rows = slice(top, top + _ROWS)
+            np.multiply(probability[rows] >= threshold, 255, out=data[rows], casting="unsafe")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".png":
+        Image.fromarray(data).save(path)
+    elif suffix == ".npy":
+        np.save(path, data)
+    else:
+        import rasterio
+
+        meta = {
+            "driver": "GTiff",
+            "height": data.shape[0],
+            "width": data.shape[1],
+            "count": 1,
+            "dtype": data.dtype.name,
+            "compress": "deflate",
+        }
+        if profile is not None:
+            meta.update(crs=profile["crs"], transform=profile["transform"])
+            if profile.get("nodata") is not None and probabilities:
+                meta["nodata"] = profile["nodata"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path, "w", **meta) as sink:
+                for top in range(0, data.shape[0], _ROWS):
+                    rows = data[top : top + _ROWS]
+                    window = rasterio.windows.Window(0, top, data.shape[1], rows.shape[0])
+                    sink.write(rows, 1, window=window)
+    return path
+
+
+def predict_files(
+    model,
+    t1: str | Path,
+    t2: str | Path,
+    out: str | Path,
+    tile_size: int = 256,
+    overlap: int = 64,
+    threshold: float = 0.5,
+    probabilities: bool = False,
+    bands: Sequence[int] | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> Path:
+    """Predict the change map of two image files and write it to `out`.
+
+    A GeoTIFF t1 passes its CRS and transform to a ``.tif`` output, and GeoTIFF inputs are
+    read window by window, so memory is the window batch plus the output map.
+
+    Raises:
+        ImageReadError: if the dates differ in size, bands, CRS or transform, or do not fit
+            the model.
+        ConfigError: for a bad output suffix or tiling.
+    """
+    scene1, scene2 = FileScene(t1, bands), FileScene(t2, bands)
+    probability = predict_scene(
+        model, scene1, scene2, tile_size, overlap, batch_size=batch_size, progress=progress
+    )
+    return write_change_map(out, probability, threshold, probabilities, scene1.profile)
+
+
+def predict_folders(
+    model,
+    t1_dir: str | Path,
+    t2_dir: str | Path,
+    out_dir: str | Path,
+    suffix: str | None = None,
+    progress: bool = True,
+    **options,
+) -> list[Path]:
+    """Predict every pair of two folders, matched by file stem, into `out_dir`.
+
+    Each map is named after its stem, with `suffix` (default: ``.tif`` for GeoTIFF inputs,
+    else ``.png``, or ``.tif`` for probabilities). `options` are those of `predict_files`.
+
+    Raises:
+        PairingError: if a file has no counterpart of the same name.
+    """
+    pairs = pair_by_stem(t1_dir, t2_dir)
+    written = []
+    for pair in tqdm(pairs, desc="Predicting scenes", unit="scene", disable=not progress):
+        geo = uses_rasterio(pair.t1)
+        ending = suffix or (".tif" if geo or options.get("probabilities") else ".png")
+        written.append(
+            predict_files(
+                model, pair.t1, pair.t2, Path(out_dir) / f"{pair.stem}{ending}", **options
+            )
+        )
+    return written

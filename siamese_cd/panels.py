@@ -86,8 +86,10 @@ def error_overlay(t2_rgb: np.ndarray, truth: np.ndarray, prediction: np.ndarray)
 
 
 def heat_map(probability: np.ndarray) -> np.ndarray:
-    """(N, H, W, 1) probabilities in [0, 1] as uint8 RGB viridis colours."""
-    position = np.clip(probability[..., 0], 0.0, 1.0) * (len(_VIRIDIS) - 1)
+    """(N, H, W, 1) probabilities in [0, 1] as uint8 RGB viridis colours (NaN as 0)."""
+    # A diverged model predicts NaN; it is drawn, and the NaN guard reports the loss.
+    finite = np.nan_to_num(probability[..., 0], nan=0.0, posinf=1.0, neginf=0.0)
+    position = np.clip(finite, 0.0, 1.0) * (len(_VIRIDIS) - 1)
     low = np.minimum(np.floor(position).astype(int), len(_VIRIDIS) - 2)
     fraction = (position - low)[..., None]
     colours = _VIRIDIS[low] * (1 - fraction) + _VIRIDIS[low + 1] * fraction

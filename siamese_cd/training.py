@@ -73,6 +73,7 @@ def train_on_folder(
     loss: str = "bce",
     learning_rate: float = LEARNING_RATE,
     augment: bool = True,
+    crop_size: int | None = None,
     mixed_precision: bool = False,
     early_stopping: int | None = None,
     seed: int = 0,
@@ -100,6 +101,8 @@ def train_on_folder(
         loss: a name for `siamese_cd.losses.get_loss`, e.g. ``"bce"`` or ``"bce+dice"``.
         learning_rate: Adam's initial learning rate, multiplied by 0.95 each epoch.
         augment: random flips and rotations of training samples.
+        crop_size: train on one random crop of this side per scene and epoch (large scenes);
+            validation and test use whole images.
         mixed_precision: compute in float16 with float32 weights and head (fast on GPUs).
         early_stopping: stop after this many epochs without a better ``val_f1``; None never.
         seed: seed of weights, shuffling and augmentation.
@@ -129,6 +132,7 @@ def train_on_folder(
         augment=augment,
         shuffle=True,
         seed=seed,
+        crop_size=crop_size,
     )
     val = PairedImageDataset(val_dir, batch_size=batch_size)
     # Paired now, so a broken test split fails before training rather than after it.
@@ -143,7 +147,9 @@ def train_on_folder(
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = SiameseChangeModel(variant=variant, depth=depth, filters=filters)
+        model = SiameseChangeModel(
+            variant=variant, depth=depth, filters=filters, in_channels=train.channels
+        )
     finally:
         keras.mixed_precision.set_global_policy(policy)
     model.compile(optimizer=paper_optimizer(len(train), learning_rate), loss=loss)

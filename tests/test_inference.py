@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 
 from siamese_cd import SiameseChangeModel
-from siamese_cd.errors import ConfigError, ImageReadError
-from siamese_cd.inference import predict_scene, ramp, window_starts
+from siamese_cd.errors import ConfigError, ImageReadError, PairingError
+from siamese_cd.inference import (
+    predict_files,
+    predict_folders,
+    predict_scene,
+    ramp,
+    window_starts,
+)
 
 
 def random_model(depth=2, seed=0):
@@ -86,7 +92,120 @@ def test_scene_smaller_than_a_tile():
 def test_errors():
     model = random_model(depth=2)
     t = np.zeros((32, 32, 3), np.float32)
-    with pytest.raises(ImageReadError, match=r"\(32, 32, 3\).*\(32, 40, 3\)"):
+    with pytest.raises(ImageReadError, match=r"\(32, 32\) and t2 t2 \(32, 40\) differ in size"):
         predict_scene(model, t, np.zeros((32, 40, 3), np.float32))
     with pytest.raises(ConfigError, match="overlap < tile_size"):
         predict_scene(model, t, t, tile_size=32, overlap=32)
+    with pytest.raises(ImageReadError, match="has 3 band.*t2 has 4"):
+        predict_scene(model, t, np.zeros((32, 32, 4), np.float32))
+    with pytest.raises(ImageReadError, match="4 band.*the model takes 3"):
+        predict_scene(model, np.zeros((32, 32, 4)), np.zeros((32, 32, 4)))
+
+
+def write_geotiff(path, array, crs="EPSG:32631", origin=(500000.0, 4650000.0), res=0.5):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    bands = np.moveaxis(array, -1, 0)
+    with rasterio.open(
+        path, "w", driver="GTiff", height=array.shape[0], width=array.shape[1],
+        count=bands.shape[0], dtype=array.dtype.name, crs=crs,
+        transform=from_origin(*origin, res, res), nodata=0, photometric="MINISBLACK",
+    ) as sink:  # fmt: skip
+        sink.write(bands)
+    return path
+
+
+def test_geotiff_round_trip_keeps_crs_and_transform(tmp_path):
+    import rasterio
+
+    rng = np.random.default_rng(4)
+    t1 = write_geotiff(tmp_path / "t1.tif", rng.integers(1, 65535, (70, 90, 3), dtype=np.uint16))
+    t2 = write_geotiff(tmp_path / "t2.tif", rng.integers(1, 65535, (70, 90, 3), dtype=np.uint16))
+    model = random_model(depth=2)
+    out = predict_files(model, t1, t2, tmp_path / "change.tif", tile_size=32, overlap=8)
+    probs = predict_files(
+        model, t1, t2, tmp_path / "p.tif", tile_size=32, overlap=8, probabilities=True
+    )
+    with rasterio.open(t1) as source, rasterio.open(out) as mask, rasterio.open(probs) as p:
+        assert mask.crs == source.crs == p.crs
+        assert mask.transform == source.transform == p.transform
+        assert mask.dtypes == ("uint8",) and p.dtypes == ("float32",)
+        assert set(np.unique(mask.read(1))) <= {0, 255}
+        np.testing.assert_array_equal(mask.read(1), np.where(p.read(1) >= 0.5, 255, 0))
+        assert p.nodata == source.nodata
+    # Windowed reads of 16-bit data equal a prediction of the scaled arrays in memory.
+    with rasterio.open(t1) as a, rasterio.open(t2) as b:
+        x1 = np.moveaxis(a.read(), 0, -1) / 65535
+        x2 = np.moveaxis(b.read(), 0, -1) / 65535
+    with rasterio.open(probs) as p:
+        expected = predict_scene(model, x1.astype(np.float32), x2.astype(np.float32), 32, 8)
+        np.testing.assert_allclose(p.read(1), expected, atol=1e-5)
+
+
+def test_geotiff_errors_name_both_files(tmp_path):
+    model = random_model(depth=2)
+    image = np.ones((40, 40, 3), np.uint8)
+    t1 = write_geotiff(tmp_path / "t1.tif", image)
+    other_crs = write_geotiff(tmp_path / "crs.tif", image, crs="EPSG:32632")
+    shifted = write_geotiff(tmp_path / "shift.tif", image, origin=(500100.0, 4650000.0))
+    four = write_geotiff(tmp_path / "four.tif", np.ones((40, 40, 4), np.uint8))
+    with pytest.raises(ImageReadError, match=r"t1\.tif and t2 .*crs\.tif have different CRS"):
+        predict_files(model, t1, other_crs, tmp_path / "o.tif")
+    with pytest.raises(ImageReadError, match=r"shift\.tif have different transforms"):
+        predict_files(model, t1, shifted, tmp_path / "o.tif")
+    with pytest.raises(ImageReadError, match=r"four\.tif: 4 band\(s\), but the model takes 3"):
+        predict_files(model, four, four, tmp_path / "o.tif")
+    with pytest.raises(ImageReadError, match="band 5 requested"):
+        predict_files(model, four, four, tmp_path / "o.tif", bands=(1, 2, 5))
+    assert predict_files(model, four, four, tmp_path / "o.tif", bands=(3, 2, 1)).is_file()
+
+
+def test_png_output_and_folder_mode(tmp_path):
+    from PIL import Image
+
+    model = random_model(depth=2)
+    rng = np.random.default_rng(5)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for stem in ("x", "y"):
+            image = rng.integers(0, 256, (36, 52, 3), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / folder / f"{stem}.png")
+    written = predict_folders(model, tmp_path / "a", tmp_path / "b", tmp_path / "out",
+                              tile_size=32, overlap=8, progress=False)  # fmt: skip
+    assert [p.name for p in written] == ["x.png", "y.png"]
+    with Image.open(written[0]) as mask:
+        values = np.asarray(mask)
+    assert values.shape == (36, 52) and set(np.unique(values)) <= {0, 255}
+    with pytest.raises(ConfigError, match="probabilities are floats"):
+        predict_files(model, tmp_path / "a" / "x.png", tmp_path / "b" / "x.png",
+                      tmp_path / "p.png", probabilities=True)  # fmt: skip
+    (tmp_path / "b" / "y.png").unlink()
+    with pytest.raises(PairingError, match="y.png"):
+        predict_folders(model, tmp_path / "a", tmp_path / "b", tmp_path / "out", progress=False)
+
+
+def test_predict_command(tmp_path, capsys):
+    import rasterio
+
+    from siamese_cd.cli import main
+
+    model_path = tmp_path / "model.keras"
+    random_model(depth=2).save(model_path)
+    rng = np.random.default_rng(6)
+    t1 = write_geotiff(tmp_path / "t1.tif", rng.integers(1, 255, (50, 60, 3), dtype=np.uint8))
+    t2 = write_geotiff(tmp_path / "t2.tif", rng.integers(1, 255, (50, 60, 3), dtype=np.uint8))
+    out = tmp_path / "maps" / "change.tif"
+    args = ["predict", str(model_path), str(t1), str(t2), "-o", str(out), "--tile-size", "32",
+            "--overlap", "8"]  # fmt: skip
+    assert main(args) == 0
+    with rasterio.open(out) as mask, rasterio.open(t1) as source:
+        assert mask.shape == (50, 60) and mask.crs == source.crs
+
+    small = write_geotiff(tmp_path / "small.tif", np.ones((40, 60, 3), np.uint8))
+    assert main(["predict", str(model_path), str(t1), str(small), "-o", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "t1.tif (50, 60)" in error and "small.tif (40, 60) differ in size" in error
+
+    assert main(["predict", str(tmp_path / "nope.keras"), str(t1), str(t2), "-o", str(out)]) == 2
+    assert "nope.keras: no such model file" in capsys.readouterr().err

@@ -51,10 +51,12 @@ def test_panel_layout_and_content():
 
 
 def test_heat_map_ends_are_viridis():
-    out = heat_map(np.array([0.0, 0.5, 1.0, 2.0], np.float32).reshape(1, 1, 4, 1))[0, 0]
+    values = np.array([0.0, 0.5, 1.0, 2.0, np.nan], np.float32).reshape(1, 1, 5, 1)
+    out = heat_map(values)[0, 0]
     assert tuple(out[0]) == (68, 1, 84)
     assert tuple(out[1]) == (33, 145, 140)
     assert tuple(out[2]) == tuple(out[3]) == (253, 231, 37)  # clipped
+    assert tuple(out[4]) == (68, 1, 84)  # NaN from a diverged model is drawn as 0
 
 
 def test_multiband_rgb_choice_and_stretch():

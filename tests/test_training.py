@@ -58,7 +58,7 @@ def test_train_command_writes_logs_model_and_test_scores(synthetic, tmp_path, ca
     code = main(
         [
             "train", str(synthetic), "--epochs", "2", "--batch-size", "8",
-            "--logdir", str(logdir), "--depth", "2", "--filters", "4",
+            "--logdir", str(logdir), "--depth", "2", "--filters", "4", "--crop-size", "16",
         ]
     )  # fmt: skip
     assert code == 0

@@ -1,17 +1,21 @@
 """Find the image files of a split and match them into (t1, t2, label) triples by name.
 
 Files are matched by their stem (the name without extension), never by their position in a
-sorted listing: one missing file must not shift every pair after it.
+sorted listing: one missing file must not shift every pair after it. A split is found in one
+of the common layouts (`LAYOUTS`), in folders given explicitly, or in a CSV of triples.
 
 Example:
-    >>> pairs = pair_split("data/SYSU-CD/train")  # doctest: +SKIP
+    >>> pairs = pair_split("data/LEVIR-CD/train")  # doctest: +SKIP
     >>> pairs[0].stem, pairs[0].t1.name, pairs[0].label.name  # doctest: +SKIP
-    ('00000', '00000.png', '00000.png')
+    ('train_1', 'train_1.png', 'train_1.png')
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,23 +23,117 @@ from siamese_cd.errors import DatasetError, PairingError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
-# Folder names per date and for the label, for each layout we recognise in a split folder.
+# Folder names of the first date, the second date and the label, per layout, in the order
+# they are tried. LEVIR-CD and the common WHU-CD release share A/B/label.
 LAYOUTS: dict[str, tuple[str, str, str]] = {
     "SYSU-CD": ("time1", "time2", "label"),
+    "LEVIR-CD or WHU-CD": ("A", "B", "label"),
+    "WHU-CD": ("prev", "curr", "label"),
+    "CDD": ("A", "B", "OUT"),
 }
 
 ON_MISSING = ("error", "skip")
+CSV_COLUMNS = ("t1", "t2", "label")
 _MAX_NAMED = 10
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One sample: the two dates of a place and, when known, its change mask."""
+    """One scene: the two dates of a place and, when known, its change mask."""
 
     stem: str
     t1: Path
     t2: Path
     label: Path | None = None
+
+    def files(self) -> list[tuple[str, Path]]:
+        """``[("t1", path), ("t2", path), ("label", path)]``, without the label if None."""
+        roles = [("t1", self.t1), ("t2", self.t2)]
+        return roles + ([("label", self.label)] if self.label is not None else [])
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A file whose counterparts are missing, and the folders they are missing from."""
+
+    path: Path
+    missing_from: tuple[Path, ...]
+
+    def describe(self) -> str:
+        return f"{self.path} has no counterpart in {', '.join(map(str, self.missing_from))}"
+
+
+class PairList(Sequence[Pair]):
+    """The pairs of a split, stored compactly and handed out as `Pair` objects on access.
+
+    A list of `Pair` objects costs about 1 KB per pair in `pathlib.Path` objects; this keeps
+    the folder paths once and the file names per pair (once, when they are the same in every
+    folder), so that a split of 100,000 pairs costs a few MB. It behaves like a read-only
+    list of `Pair`.
+    """
+
+    def __init__(self, folders: Sequence[Path], names: Sequence[Sequence[str]]):
+        self.folders = tuple(Path(f) for f in folders)
+        # names[k][i]: file name of pair i in folder k; a pair's stem is its t1 name's stem.
+        self._names = [list(column) for column in names]
+        for k in range(1, len(self._names)):
+            if self._names[k] == self._names[0]:
+                self._names[k] = self._names[0]  # same names in every folder: store them once
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[Pair]) -> PairList:
+        """Store arbitrary pairs (e.g. from a CSV), each path in full."""
+        roles = ("t1", "t2", "label") if pairs and pairs[0].label is not None else ("t1", "t2")
+        return cls([Path()] * len(roles), [[str(getattr(p, r)) for p in pairs] for r in roles])
+
+    def __len__(self) -> int:
+        return len(self._names[0])
+
+    def _pair(self, index: int) -> Pair:
+        paths = [folder / column[index] for folder, column in zip(self.folders, self._names)]
+        return Pair(paths[0].stem, *paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._pair(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"pair {index} out of range for {len(self)} pairs")
+        return self._pair(index)
+
+    def __iter__(self) -> Iterator[Pair]:
+        return (self._pair(i) for i in range(len(self)))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"PairList({len(self)} pairs in {', '.join(map(str, self.folders))})"
+
+    def paths(self, role: str) -> list[str]:
+        """Every path of one role (``"t1"``, ``"t2"`` or ``"label"``) as strings."""
+        k = ("t1", "t2", "label").index(role)
+        return [str(self.folders[k] / name) for name in self._names[k]]
+
+
+def _scan(folder: Path) -> dict[str, str]:
+    """Stem -> file name of the images in `folder` (names as plain strings, to stay small)."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a directory")
+    found: dict[str, str] = {}
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries if entry.is_file())
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        if name.startswith(".") or ext.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if stem in found:
+            raise PairingError(
+                f"{folder}: two files share the stem {stem!r} ({found[stem]} and {name}); keep one"
+            )
+        found[stem] = name
+    return found
 
 
 def list_images(folder: str | Path) -> dict[str, Path]:
@@ -49,19 +147,51 @@ def list_images(folder: str | Path) -> dict[str, Path]:
         PairingError: if two files share a stem.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a directory")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if path.stem in found:
-            raise PairingError(
-                f"{folder}: two files share the stem {path.stem!r} "
-                f"({found[path.stem].name} and {path.name}); keep one"
+    return {stem: folder / name for stem, name in _scan(folder).items()}
+
+
+def match_stems(folders: list[Path]) -> tuple[PairList, list[Orphan]]:
+    """Pair the files of two or three folders by stem, returning pairs and orphans.
+
+    Unlike `pair_by_stem` this never raises on orphans, for reports such as
+    ``siamese-cd check``. A third folder, when given, is the label folder.
+    """
+    folders = [Path(f) for f in folders]
+    listings = [_scan(folder) for folder in folders]
+    shared = set(listings[0]).intersection(*listings[1:])
+    common = sorted(shared)
+    orphans = sorted(
+        (
+            Orphan(
+                folder / listing[stem],
+                tuple(f for f, other in zip(folders, listings) if stem not in other),
             )
-        found[path.stem] = path
-    return found
+            for folder, listing in zip(folders, listings)
+            for stem in listing
+            if stem not in shared
+        ),
+        key=lambda orphan: orphan.path,
+    )
+    names = [[listing[stem] for stem in common] for listing in listings]
+    return PairList(folders, names), orphans
+
+
+def _report_missing(problems: list[str], what: str, on_missing: str) -> None:
+    """Raise or warn once about files without counterparts, naming up to 10 and the total."""
+    named = "\n".join(f"  {problem}" for problem in problems[:_MAX_NAMED])
+    extra = len(problems) - _MAX_NAMED
+    more = f"\n  ... and {extra} more" if extra > 0 else ""
+    if on_missing == "error":
+        raise PairingError(
+            f"{len(problems)} {what}:\n{named}{more}\n"
+            "Add the missing files, or pass on_missing='skip' to leave them out."
+        )
+    warnings.warn(f"Skipping {len(problems)} {what}:\n{named}{more}", stacklevel=3)
+
+
+def _check_on_missing(on_missing: str) -> None:
+    if on_missing not in ON_MISSING:
+        raise DatasetError(f"on_missing must be one of {ON_MISSING}, got {on_missing!r}")
 
 
 def pair_by_stem(
@@ -69,8 +199,10 @@ def pair_by_stem(
     t2_dir: str | Path,
     label_dir: str | Path | None = None,
     on_missing: str = "error",
-) -> list[Pair]:
+) -> PairList:
     """Match the files of two date folders, and optionally a label folder, by stem.
+
+    The stem ignores the extension, so ``time1/7.png`` pairs with ``label/7.tif``.
 
     Args:
         t1_dir: folder of first-date images.
@@ -80,44 +212,60 @@ def pair_by_stem(
             ``"skip"`` leaves it out and warns once with the count and the first names.
 
     Returns:
-        The pairs sorted by stem.
+        The pairs sorted by stem, as a compact read-only list (`PairList`).
 
     Raises:
         PairingError: on orphans with ``on_missing="error"``, naming up to 10 of them and the
             total, or when no pair is found at all.
     """
-    if on_missing not in ON_MISSING:
-        raise DatasetError(f"on_missing must be one of {ON_MISSING}, got {on_missing!r}")
+    _check_on_missing(on_missing)
     folders = [Path(t1_dir), Path(t2_dir)] + ([Path(label_dir)] if label_dir is not None else [])
-    listings = [list_images(folder) for folder in folders]
-    common = set(listings[0]).intersection(*listings[1:])
-    orphans = sorted(
-        (listing[stem], [str(f) for f, other in zip(folders, listings) if stem not in other])
-        for listing in listings
-        for stem in listing
-        if stem not in common
-    )
+    pairs, orphans = match_stems(folders)
     if orphans:
-        named = "\n".join(
-            f"  {path} has no counterpart in {', '.join(missing)}"
-            for path, missing in orphans[:_MAX_NAMED]
+        _report_missing(
+            [orphan.describe() for orphan in orphans],
+            "file(s) without a counterpart of the same name",
+            on_missing,
         )
-        more = f"\n  ... and {len(orphans) - _MAX_NAMED} more" if len(orphans) > _MAX_NAMED else ""
-        if on_missing == "error":
-            raise PairingError(
-                f"{len(orphans)} file(s) without a counterpart of the same name:\n{named}{more}\n"
-                "Add the missing files, or pass on_missing='skip' to leave them out."
-            )
-        warnings.warn(
-            f"Skipping {len(orphans)} file(s) without a counterpart of the same name:\n"
-            f"{named}{more}",
-            stacklevel=2,
-        )
-    if not common:
+    if not len(pairs):
         raise PairingError(f"no pairs found in {', '.join(str(f) for f in folders)}")
-    t1s, t2s = listings[0], listings[1]
-    labels = listings[2] if label_dir is not None else {}
-    return [Pair(stem, t1s[stem], t2s[stem], labels.get(stem)) for stem in sorted(common)]
+    return pairs
+
+
+def detect_layout(split_dir: str | Path) -> tuple[str, Path, Path, Path]:
+    """Name the layout of a split folder and return it with its t1, t2 and label folders.
+
+    Raises:
+        DatasetError: if the folder matches no layout (the message lists the layouts looked
+            for and the sub-folders found), or more than one.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DatasetError(f"{split_dir}: not a directory")
+    matches = [
+        (name, *(split_dir / part for part in parts))
+        for name, parts in LAYOUTS.items()
+        if all((split_dir / part).is_dir() for part in parts)
+    ]
+    if len(matches) == 1:
+        return matches[0]  # type: ignore[return-value]
+    if len(matches) > 1:
+        found = "; ".join(f"{m[0]} ({'/'.join(p.name for p in m[1:])})" for m in matches)
+        raise DatasetError(
+            f"{split_dir}: matches more than one layout: {found}. Remove the folders that do "
+            "not belong, or pass t1_dir=, t2_dir= and label_dir= explicitly."
+        )
+    present = sorted(p.name for p in split_dir.iterdir() if p.is_dir()) or ["no sub-folders"]
+    raise DatasetError(
+        f"{split_dir}: matches no known layout (looked for {describe_layouts()}); "
+        f"found {', '.join(present)}. Pass t1_dir=, t2_dir= and label_dir= explicitly "
+        "(label_dir=None for unlabelled images), or a CSV of triples."
+    )
+
+
+def describe_layouts() -> str:
+    """The layouts looked for, e.g. ``SYSU-CD time1/time2/label; ...``."""
+    return "; ".join(f"{name} {'/'.join(parts)}" for name, parts in LAYOUTS.items())
 
 
 def find_layout(split_dir: str | Path) -> tuple[Path, Path, Path]:
@@ -126,21 +274,72 @@ def find_layout(split_dir: str | Path) -> tuple[Path, Path, Path]:
     Raises:
         DatasetError: if the folder matches no layout; the message lists the layouts looked for.
     """
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise DatasetError(f"{split_dir}: not a directory")
-    for names in LAYOUTS.values():
-        folders = tuple(split_dir / name for name in names)
-        if all(folder.is_dir() for folder in folders):
-            return folders  # type: ignore[return-value]
-    looked_for = "; ".join(f"{name}: {'/'.join(parts)}" for name, parts in LAYOUTS.items())
-    present = sorted(p.name for p in split_dir.iterdir() if p.is_dir()) or ["no sub-folders"]
-    raise DatasetError(
-        f"{split_dir}: matches no known layout (looked for {looked_for}); "
-        f"found {', '.join(present)}. Pass t1_dir=, t2_dir= and label_dir= explicitly instead."
-    )
+    return detect_layout(split_dir)[1:]  # type: ignore[return-value]
 
 
-def pair_split(split_dir: str | Path, on_missing: str = "error") -> list[Pair]:
+def pair_split(split_dir: str | Path, on_missing: str = "error") -> PairList:
     """Find the layout of a split folder and pair its files by stem."""
     return pair_by_stem(*find_layout(split_dir), on_missing=on_missing)
+
+
+def pairs_from_csv(csv_path: str | Path, on_missing: str = "error") -> PairList:
+    """Read (t1, t2, label) triples from a CSV file, one scene per row.
+
+    The columns are ``t1,t2,label`` in that order; a header row with those names is optional.
+    Relative paths are relative to the CSV's folder. The label column may be left out or empty
+    for unlabelled data, but then for every row. Rows whose files do not exist follow
+    `on_missing`.
+
+    Example CSV::
+
+        t1,t2,label
+        before/0001.png,after/0001.png,masks/0001.tif
+
+    Raises:
+        DatasetError: if the file cannot be read, a row has the wrong number of columns, or
+            some rows have labels and others not (the message names the file and the line).
+        PairingError: if files are missing with ``on_missing="error"``, or no row is usable.
+    """
+    _check_on_missing(on_missing)
+    csv_path = Path(csv_path)
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [(n, row) for n, row in enumerate(csv.reader(handle), start=1) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"{csv_path}: cannot read the CSV of triples ({error})") from error
+    if rows and [cell.strip().lower() for cell in rows[0][1]] in (
+        list(CSV_COLUMNS),
+        list(CSV_COLUMNS[:2]),
+    ):
+        rows = rows[1:]
+    base = csv_path.parent
+    pairs: list[Pair] = []
+    missing: list[str] = []
+    labelled: bool | None = None
+    for line, row in rows:
+        cells = [cell.strip() for cell in row]
+        if len(cells) not in (2, 3) or not cells[0] or not cells[1]:
+            raise DatasetError(
+                f"{csv_path}, line {line}: expected the columns t1,t2[,label], got {row!r}"
+            )
+        has_label = len(cells) == 3 and bool(cells[2])
+        if labelled is None:
+            labelled = has_label
+        elif has_label != labelled:
+            raise DatasetError(
+                f"{csv_path}, line {line}: "
+                + ("has no label" if labelled else "has a label")
+                + f" but the rows before it {'do' if labelled else 'do not'}; give a label in "
+                "every row, or in none for unlabelled data"
+            )
+        paths = [base / cell for cell in cells[: 3 if has_label else 2]]
+        absent = [p for p in paths if not p.is_file()]
+        if absent:
+            missing.append(f"line {line}: {', '.join(map(str, absent))} not found")
+            continue
+        pairs.append(Pair(paths[0].stem, paths[0], paths[1], paths[2] if has_label else None))
+    if missing:
+        _report_missing(missing, f"row(s) of {csv_path} with missing files", on_missing)
+    if not pairs:
+        raise PairingError(f"{csv_path}: no usable rows (expected t1,t2[,label] per line)")
+    return PairList.from_pairs(pairs)

@@ -182,6 +182,11 @@ class SiameseChangeModel(keras.Model):
     def from_config(cls, config: dict) -> SiameseChangeModel:
         return cls(**config)
 
+    def build_from_config(self, config: dict) -> None:
+        # Built at construction; the recorded input shape has open sides and nothing to add.
+        if not self.built:
+            super().build_from_config(config)
+
     def compile(self, optimizer="adam", loss="auto", metrics=None, **kwargs) -> None:
         """Configure training.
 

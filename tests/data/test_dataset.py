@@ -6,7 +6,7 @@ from siamese_cd.data import dataset as dataset_module
 from siamese_cd.data.augment import Augment
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError, ImageReadError
-from tests.conftest import make_split, write_sample
+from tests.conftest import make_split, write_geotiff, write_sample
 
 
 def index_of(t1_batch):
@@ -66,9 +66,9 @@ def test_decodes_only_the_batch(split_dir, monkeypatch):
     calls = []
     original = dataset_module.read_image
 
-    def counting(path):
+    def counting(path, **options):
         calls.append(path)
-        return original(path)
+        return original(path, **options)
 
     monkeypatch.setattr(dataset_module, "read_image", counting)
     data = PairedImageDataset(split_dir, batch_size=2)
@@ -153,9 +153,246 @@ def test_bad_arguments(split_dir):
         PairedImageDataset(split_dir, t1_dir=split_dir / "time1")
     with pytest.raises(DatasetError, match="give a split folder"):
         PairedImageDataset()
+    with pytest.raises(DatasetError, match="label_threshold must be at least 1"):
+        PairedImageDataset(split_dir, label_threshold=0)
+    with pytest.raises(DatasetError, match="tile_stride needs tile_size"):
+        PairedImageDataset(split_dir, tile_stride=8)
+    with pytest.raises(DatasetError, match="augment must be"):
+        PairedImageDataset(split_dir, augment="flips")
 
 
 def test_workers_default_to_cores(split_dir):
     data = PairedImageDataset(split_dir)
     assert data.workers >= 1
     assert PairedImageDataset(split_dir, workers=3).workers == 3
+
+
+# -- layouts, pixels, channels -------------------------------------------------------------------
+
+
+def test_levir_layout_and_csv_give_the_same_batches(tmp_path):
+    split = make_split(tmp_path / "levir", count=4, folders=("A", "B", "label"))
+    rows = ["t1,t2,label"] + [f"A/{i:05d}.png,B/{i:05d}.png,label/{i:05d}.png" for i in range(4)]
+    (split / "all.csv").write_text("\n".join(rows) + "\n")
+    by_folder = PairedImageDataset(split, batch_size=4)[0]
+    by_csv = PairedImageDataset(split / "all.csv", batch_size=4)[0]
+    np.testing.assert_array_equal(by_folder[0][0], by_csv[0][0])
+    np.testing.assert_array_equal(by_folder[1], by_csv[1])
+
+
+def test_channels_follow_bands_and_grayscale(tmp_path):
+    split = tmp_path / "s"
+    gray = np.full((16, 16), 100, np.uint8)
+    write_sample(split, "a", gray, gray, np.zeros((16, 16), np.uint8))
+    assert PairedImageDataset(split).channels == 3
+    kept = PairedImageDataset(split, grayscale="keep")
+    assert kept.channels == 1 and kept[0][0][0].shape == (1, 16, 16, 1)
+    rgb = make_split(tmp_path / "rgb", count=2)
+    picked = PairedImageDataset(rgb, bands=(3, 1))
+    assert picked.channels == 2 and picked[0][0][0].shape == (2, 32, 32, 2)
+    with pytest.raises(DatasetError, match="grayscale must be one of"):
+        PairedImageDataset(split, grayscale="gray")
+
+
+def test_16_bit_images_scale_by_65535(tmp_path):
+    split = tmp_path / "s"
+    image = np.full((8, 8), 65535 // 5, np.uint16)
+    write_sample(split, "a", image, image, np.zeros((8, 8), np.uint8))
+    (t1, _), _ = PairedImageDataset(split, grayscale="keep")[0]
+    np.testing.assert_allclose(t1, 0.2, rtol=1e-6)
+
+
+def test_multiband_geotiff_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    for role in ("time1", "time2"):
+        for stem in ("a", "b"):
+            write_geotiff(
+                tmp_path / "s" / role / f"{stem}.tif",
+                rng.integers(0, 9000, (8, 8, 4), dtype=np.uint16),
+            )
+    labels = tmp_path / "s" / "label"
+    labels.mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(labels / f"{stem}.png")
+    data = PairedImageDataset(tmp_path / "s", batch_size=2, bands=(4, 3, 2))
+    (t1, _), mask = data[0]
+    assert data.channels == 3 and t1.shape == (2, 8, 8, 3) and mask.shape == (2, 8, 8, 1)
+    assert t1.max() <= 9000 / 65535 + 1e-6
+
+
+def test_float_pixels_need_standardize(tmp_path):
+    for role in ("time1", "time2"):
+        write_geotiff(tmp_path / "s" / role / "a.tif", np.full((4, 4, 2), 0.25, np.float32))
+    write_geotiff(tmp_path / "s" / "label" / "a.tif", np.zeros((4, 4, 1), np.uint8))
+    with pytest.raises(ImageReadError, match=r"a\.tif: float32 pixels have no fixed maximum"):
+        PairedImageDataset(tmp_path / "s")[0]
+    data = PairedImageDataset(
+        tmp_path / "s", normalization="standardize", mean=[0, 0], std=[0.5, 0.5]
+    )
+    np.testing.assert_allclose(data[0][0][0], 0.5)
+
+
+# -- normalisation -------------------------------------------------------------------------------
+
+
+def test_standardize_with_computed_stats(split_dir):
+    data = PairedImageDataset(split_dir, batch_size=6, normalization="standardize")
+    with pytest.raises(DatasetError, match="needs mean= and std=, or a call to"):
+        data[0]
+    mean, std = data.compute_stats(progress=False)
+    pixels = np.concatenate(
+        [np.concatenate([t1, t2]).reshape(-1, 3) for t1, t2, _ in map(data.read_pair, range(6))]
+    ).astype(np.float64)
+    np.testing.assert_allclose(mean, pixels.mean(axis=0))
+    np.testing.assert_allclose(std, pixels.std(axis=0))
+    (t1, t2), _ = data[0]
+    both = np.concatenate([t1, t2])
+    np.testing.assert_allclose(both.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(both.std(axis=(0, 1, 2)), 1, atol=1e-4)
+    sample_t1 = data.sample(0)[0]
+    np.testing.assert_allclose(sample_t1, t1[0])
+
+
+def test_standardize_argument_errors(split_dir):
+    with pytest.raises(DatasetError, match="one value per band: 3 band"):
+        PairedImageDataset(split_dir, normalization="standardize", mean=[1, 2], std=[1, 1])
+    with pytest.raises(DatasetError, match="std must be positive"):
+        PairedImageDataset(split_dir, normalization="standardize", mean=[1, 2, 3], std=[1, 0, 1])
+    with pytest.raises(DatasetError, match="both mean and std"):
+        PairedImageDataset(split_dir, mean=[1, 2, 3])
+    with pytest.raises(DatasetError, match="normalization must be one of"):
+        PairedImageDataset(split_dir, normalization="minmax")
+
+
+# -- crops and tiles -----------------------------------------------------------------------------
+
+
+def test_random_crops_are_aligned_and_change_per_epoch(tmp_path):
+    split = make_split(tmp_path / "s", count=2, size=(40, 48))
+    data = PairedImageDataset(split, batch_size=2, crop_size=16, seed=0)
+    seen = set()
+    for _ in range(5):
+        (t1, t2), mask = data[0]
+        assert t1.shape == (2, 16, 16, 3) and mask.shape == (2, 16, 16, 1)
+        changed = np.abs(t2 - t1).max(axis=-1, keepdims=True) > 0
+        np.testing.assert_array_equal(changed, mask.astype(bool))
+        seen.add(t2.tobytes())
+        data.on_epoch_end()
+    assert len(seen) > 1
+    again = PairedImageDataset(split, batch_size=2, crop_size=16, seed=0)
+    np.testing.assert_array_equal(
+        again[0][0][1], PairedImageDataset(split, batch_size=2, crop_size=16, seed=0)[0][0][1]
+    )
+    assert data.sample(0)[0].shape == (16, 16, 3)  # the central crop
+
+
+def test_crop_larger_than_scene_names_the_file(split_dir):
+    data = PairedImageDataset(split_dir, crop_size=64)
+    with pytest.raises(ImageReadError) as info:
+        data[0]
+    assert str(split_dir / "time1" / "00000.png") in str(info.value)
+    assert "smaller than crop_size (64, 64)" in str(info.value)
+    with pytest.raises(DatasetError, match="not both"):
+        PairedImageDataset(split_dir, crop_size=16, tile_size=16)
+
+
+def test_large_scene_in_tiles(tmp_path):
+    # A LEVIR-CD-like scene, scaled down: 128 px in tiles of 32 gives 16 samples.
+    split = make_split(tmp_path / "levir", count=2, size=128, folders=("A", "B", "label"))
+    data = PairedImageDataset(split, batch_size=5, tile_size=32)
+    assert len(data.pairs) == 2 and data.num_samples == 32 and len(data) == 7
+    t1, t2, mask = data.read_pair(0)
+    (b1, _), bmask = data[0]
+    assert b1.shape == (5, 32, 32, 3)
+    # Tile 5 of scene 0 is row 1, column 1.
+    np.testing.assert_array_equal(data.sample(5)[2][..., 0], mask[32:64, 32:64])
+    np.testing.assert_array_equal(bmask[4, ..., 0], mask[32:64, 0:32])
+    # Tiles of scene 1 start at sample 16.
+    np.testing.assert_array_equal(
+        data.sample(16)[0], PairedImageDataset(split).sample(1)[0][:32, :32]
+    )
+    whole = PairedImageDataset(split).change_fraction(progress=False)
+    assert data.change_fraction(progress=False) == pytest.approx(whole)
+
+
+def test_overlapping_tiles_and_change_fraction(tmp_path):
+    split = make_split(tmp_path / "s", count=1, size=40)
+    data = PairedImageDataset(split, batch_size=4, tile_size=32, tile_stride=8)
+    assert data.num_samples == 4  # starts 0 and 8 on both axes
+    masks = np.concatenate([data[b][1] for b in range(len(data))])
+    assert data.change_fraction(progress=False) == pytest.approx(masks.mean())
+
+
+def test_scene_smaller_than_tile_names_it(split_dir):
+    with pytest.raises(DatasetError) as info:
+        PairedImageDataset(split_dir, tile_size=64)
+    assert "6 scene(s) smaller than tile_size (64, 64)" in str(info.value)
+    assert str(split_dir / "time1" / "00000.png") in str(info.value)
+
+
+# -- augmentation --------------------------------------------------------------------------------
+
+
+def test_full_augment_keeps_batches_valid_and_seeded(tmp_path):
+    split = make_split(tmp_path / "s", count=4)
+    augment = Augment(
+        scale=(0.7, 1.0), brightness=0.1, contrast=0.1, gamma=0.1, noise=0.01, swap=0.5
+    )
+
+    def batch(seed):
+        return PairedImageDataset(split, batch_size=4, augment=augment, seed=seed)[0]
+
+    (t1, t2), mask = batch(3)
+    assert t1.dtype == np.float32 and 0 <= t1.min() and t1.max() <= 1
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(batch(3)[0][0], t1)
+    assert not np.array_equal(batch(4)[0][0], t1)
+
+
+def test_hue_needs_rgb(tmp_path):
+    split = tmp_path / "s"
+    gray = np.zeros((8, 8), np.uint8)
+    write_sample(split, "a", gray, gray, gray)
+    with pytest.raises(DatasetError, match="hue/saturation need 3-band images, these have 1"):
+        PairedImageDataset(split, grayscale="keep", augment=Augment(hue=0.1))
+
+
+def test_augment_is_off_by_default_and_sample_never_augments(split_dir):
+    plain = PairedImageDataset(split_dir, batch_size=6)
+    assert plain.augment is None
+    augmented = PairedImageDataset(split_dir, batch_size=6, augment=True, seed=0)
+    np.testing.assert_array_equal(augmented.sample(1)[0], plain.sample(1)[0])
+
+
+# -- fit path ------------------------------------------------------------------------------------
+
+
+def test_keras_reads_every_batch_through_its_worker_threads(tmp_path):
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    split = make_split(tmp_path / "s", count=10)
+    data = PairedImageDataset(split, batch_size=3, shuffle=True, seed=0, workers=2)
+    adapter = PyDatasetAdapter(data, shuffle=True)
+    assert adapter.enqueuer is not None  # parallel batches
+    for _ in range(2):
+        adapter.on_epoch_begin()
+        seen = []
+        for (t1, _), mask in adapter.get_tf_dataset():
+            seen += index_of(t1.numpy())
+            assert mask.shape[1:] == (32, 32, 1)
+        adapter.on_epoch_end()
+        assert sorted(seen) == list(range(10))
+
+
+def test_batch_arrays_are_reused_only_when_nothing_holds_them(split_dir):
+    data = PairedImageDataset(split_dir, batch_size=3)
+    (held, _), _ = data[0]
+    expected = held.copy()
+    view = data[0][0][1][:1]  # a slice keeps the memory of batch 0's t2 alive
+    kept_t2 = view.copy()
+    for _ in range(3):
+        data[1]  # results dropped at once: their arrays may be recycled
+    np.testing.assert_array_equal(held, expected)
+    np.testing.assert_array_equal(view, kept_t2)
+    first = data[1][0][0].ctypes.data
+    assert data[1][0][0].ctypes.data == first  # recycled once released

@@ -1,12 +1,22 @@
+import struct
+import sys
 import warnings
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from siamese_cd.data import decoding
-from siamese_cd.data.decoding import read_image, read_label, to_unit_float
-from siamese_cd.errors import ImageReadError
+from siamese_cd.data.decoding import (
+    image_size,
+    pixel_scale,
+    read_image,
+    read_label,
+    to_unit_float,
+)
+from siamese_cd.errors import DatasetError, ImageReadError
+from tests.conftest import write_geotiff
 
 
 def save(path, array, mode=None):
@@ -92,3 +102,137 @@ def test_to_unit_float():
     np.testing.assert_allclose(out, [0.0, 0.2, 1.0])
     with pytest.raises(TypeError):
         to_unit_float(np.array([0.5]))
+
+
+def png_16bit_rgb(path, array):
+    """Write an (H, W, 3) uint16 array as a 16-bit-per-channel RGB PNG (Pillow cannot)."""
+    height, width, _ = array.shape
+    big_endian = array.astype(">u2")
+    raw = b"".join(b"\x00" + big_endian[y].tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_grayscale_expanded_or_kept(tmp_path):
+    gray = np.array([[0, 100], [200, 255]], np.uint8)
+    path = save(tmp_path / "g.png", gray)
+    assert read_image(path).shape == (2, 2, 3)
+    kept = read_image(path, grayscale="keep")
+    assert kept.shape == (2, 2, 1)
+    np.testing.assert_array_equal(kept[..., 0], gray)
+    wide = np.array([[0, 65535]], np.uint16)
+    Image.fromarray(wide).save(tmp_path / "w.png")
+    kept = read_image(tmp_path / "w.png", grayscale="keep")
+    assert kept.dtype == np.uint16 and kept.shape == (1, 2, 1)
+
+
+def test_16_bit_rgb_png_is_refused_not_truncated(tmp_path):
+    path = png_16bit_rgb(tmp_path / "rgb16.png", np.full((2, 3, 3), 3000, np.uint16))
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: a 16-bit RGB PNG") and "TIFF" in message
+
+
+def test_bands_select_by_number_from_one(tmp_path):
+    rgb = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
+    path = save(tmp_path / "a.png", rgb)
+    np.testing.assert_array_equal(read_image(path, bands=(3, 1)), rgb[..., [2, 0]])
+    with pytest.raises(ImageReadError) as info:
+        read_image(path, bands=(4,))
+    assert str(path) in str(info.value) and "band 4 requested" in str(info.value)
+    assert "has 3 band(s)" in str(info.value)
+    with pytest.raises(DatasetError, match="counts from 1"):
+        read_image(path, bands=(0, 1))
+
+
+def test_window_reads_part_and_refuses_outside(tmp_path):
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    path = save(tmp_path / "a.png", rgb)
+    np.testing.assert_array_equal(read_image(path, window=(1, 2, 2, 3)), rgb[1:3, 2:5])
+    with pytest.raises(ImageReadError, match=r"a\.png: window .* outside"):
+        read_image(path, window=(3, 0, 2, 2))
+
+
+def test_image_size_reads_the_header(tmp_path):
+    path = save(tmp_path / "a.png", np.zeros((7, 9, 3), np.uint8))
+    assert image_size(path) == (7, 9)
+
+
+def test_multiband_geotiff_with_bands_and_window(tmp_path):
+    array = np.random.default_rng(0).integers(0, 4000, (6, 8, 5)).astype(np.uint16)
+    path = write_geotiff(tmp_path / "ms.tif", array)
+    image = read_image(path)
+    assert image.dtype == np.uint16 and image.shape == (6, 8, 5)
+    np.testing.assert_array_equal(image, array)
+    np.testing.assert_array_equal(read_image(path, bands=(5, 2)), array[..., [4, 1]])
+    np.testing.assert_array_equal(read_image(path, window=(1, 2, 3, 4)), array[1:4, 2:6])
+    assert image_size(path) == (6, 8)
+    with pytest.raises(ImageReadError, match=r"ms\.tif: band 6 requested .* has 5 band"):
+        read_image(path, bands=(6,))
+
+
+def test_rgba_tiff_drops_alpha(tmp_path, monkeypatch):
+    pytest.importorskip("rasterio")
+    monkeypatch.setattr(decoding, "_warned_alpha", set())
+    rgba = np.zeros((3, 3, 4), np.uint8)
+    rgba[..., 1] = 90
+    save(tmp_path / "a.tif", rgba)
+    with pytest.warns(UserWarning, match="alpha band dropped"):
+        image = read_image(tmp_path / "a.tif")
+    assert image.shape == (3, 3, 3) and (image[..., 1] == 90).all()
+
+
+def test_tif_without_rasterio_says_how_to_install(tmp_path, monkeypatch):
+    path = save(tmp_path / "x.tif", np.zeros((2, 2, 3), np.uint8))
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # makes `import rasterio` fail
+    for read in (read_image, read_label, image_size):
+        with pytest.raises(ImageReadError) as info:
+            read(path)
+        message = str(info.value)
+        assert str(path) in message and "needs rasterio" in message
+        assert "pip install 'siamese_cd[geo]'" in message
+
+
+def test_truncated_tiff_error_names_it(tmp_path):
+    pytest.importorskip("rasterio")
+    path = write_geotiff(tmp_path / "t.tif", np.ones((64, 64, 3), np.uint8))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ImageReadError, match=r"t\.tif: cannot"):
+        read_image(path)
+
+
+def test_tiff_label_through_rasterio(tmp_path):
+    label = np.array([[[0], [255], [255]]], np.uint8)
+    path = write_geotiff(tmp_path / "l.tif", label)
+    np.testing.assert_array_equal(read_label(path), [[0, 1, 1]])
+
+
+def test_jpeg_label_is_thresholded_never_read_as_0_1(tmp_path):
+    # A JPEG of an unchanged scene whose noise left only 0s and 1s is still "no change".
+    noise = np.zeros((16, 16), np.uint8)
+    noise[::3, ::2] = 1
+    Image.fromarray(noise).save(tmp_path / "n.jpg", quality=100)
+    assert read_label(tmp_path / "n.jpg").sum() == 0
+    square = np.zeros((16, 16), np.uint8)
+    square[4:12, 4:12] = 255
+    Image.fromarray(square).save(tmp_path / "s.jpg", quality=70)
+    mask = read_label(tmp_path / "s.jpg")
+    assert mask[5:11, 5:11].all() and not mask[:3].any()
+
+
+def test_pixel_scale_refuses_types_without_a_maximum():
+    assert pixel_scale(np.uint8) == 255 and pixel_scale(np.uint16) == 65535
+    with pytest.raises(ImageReadError, match=r"s2\.tif: float32 pixels .*='standardize'"):
+        pixel_scale(np.float32, "s2.tif")

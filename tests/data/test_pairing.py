@@ -3,7 +3,16 @@ import warnings
 import numpy as np
 import pytest
 
-from siamese_cd.data.pairing import find_layout, pair_by_stem, pair_split
+from siamese_cd.data.pairing import (
+    Pair,
+    PairList,
+    detect_layout,
+    find_layout,
+    match_stems,
+    pair_by_stem,
+    pair_split,
+    pairs_from_csv,
+)
 from siamese_cd.errors import DatasetError, PairingError
 from tests.conftest import make_split, write_sample
 
@@ -108,3 +117,131 @@ def test_bad_on_missing(tmp_path):
     split = make_split(tmp_path / "s", count=1)
     with pytest.raises(DatasetError, match="on_missing"):
         pair_split(split, on_missing="ignore")
+
+
+@pytest.mark.parametrize(
+    ("folders", "layout"),
+    [
+        (("time1", "time2", "label"), "SYSU-CD"),
+        (("A", "B", "label"), "LEVIR-CD or WHU-CD"),
+        (("prev", "curr", "label"), "WHU-CD"),
+        (("A", "B", "OUT"), "CDD"),
+    ],
+)
+def test_every_layout_is_detected(tmp_path, folders, layout):
+    split = make_split(tmp_path / "s", count=3, folders=folders)
+    name, t1, t2, label = detect_layout(split)
+    assert name == layout
+    assert (t1.name, t2.name, label.name) == folders
+    pairs = pair_split(split)
+    assert [p.stem for p in pairs] == ["00000", "00001", "00002"]
+    assert pairs[0].label.parent.name == folders[2]
+
+
+def test_unknown_layout_lists_every_layout(tmp_path):
+    (tmp_path / "s" / "images").mkdir(parents=True)
+    with pytest.raises(DatasetError) as info:
+        find_layout(tmp_path / "s")
+    message = str(info.value)
+    assert str(tmp_path / "s") in message and "matches no known layout" in message
+    for expected in ("time1/time2/label", "A/B/label", "prev/curr/label", "A/B/OUT"):
+        assert expected in message
+    assert "SYSU-CD" in message and "LEVIR-CD" in message and "CDD" in message
+
+
+def test_two_layouts_in_one_folder_is_an_error(tmp_path):
+    split = make_split(tmp_path / "s", count=1, folders=("A", "B", "label"))
+    (split / "OUT").mkdir()
+    with pytest.raises(DatasetError, match="more than one layout"):
+        pair_split(split)
+
+
+def test_pair_list_is_a_compact_read_only_list(tmp_path):
+    split = make_split(tmp_path / "s", count=4)
+    pairs = pair_split(split)
+    assert isinstance(pairs, PairList)
+    assert len(pairs) == 4 and pairs[-1].stem == "00003" and pairs[1:3][0].stem == "00001"
+    assert [p.stem for p in pairs] == ["00000", "00001", "00002", "00003"]
+    assert pairs[2] == Pair(
+        "00002",
+        split / "time1" / "00002.png",
+        split / "time2" / "00002.png",
+        split / "label" / "00002.png",
+    )
+    assert pairs.paths("t2")[0] == str(split / "time2" / "00000.png")
+    with pytest.raises(IndexError):
+        pairs[4]
+
+
+def write_csv(path, rows):
+    path.write_text("\n".join(",".join(row) for row in rows) + "\n")
+    return path
+
+
+def test_csv_of_triples_with_relative_paths(tmp_path):
+    split = make_split(tmp_path / "s", count=3)
+    csv_path = write_csv(
+        tmp_path / "s" / "pairs.csv",
+        [("t1", "t2", "label")]
+        + [(f"time1/{i:05d}.png", f"time2/{i:05d}.png", f"label/{i:05d}.png") for i in (2, 0)],
+    )
+    pairs = pairs_from_csv(csv_path)
+    assert [p.stem for p in pairs] == ["00002", "00000"]  # row order, not sorted
+    assert pairs[0].label == split / "label" / "00002.png"
+
+
+def test_csv_without_header_and_without_labels(tmp_path):
+    make_split(tmp_path / "s", count=2)
+    csv_path = write_csv(
+        tmp_path / "s" / "p.csv", [(f"time1/{i:05d}.png", f"time2/{i:05d}.png") for i in (0, 1)]
+    )
+    pairs = pairs_from_csv(csv_path)
+    assert len(pairs) == 2 and pairs[0].label is None
+
+
+def test_csv_missing_file_error_names_line_and_file(tmp_path):
+    make_split(tmp_path / "s", count=2)
+    csv_path = write_csv(
+        tmp_path / "s" / "p.csv",
+        [
+            ("time1/00000.png", "time2/00000.png", "label/00000.png"),
+            ("time1/00001.png", "time2/gone.png", "label/00001.png"),
+        ],
+    )
+    with pytest.raises(PairingError) as info:
+        pairs_from_csv(csv_path)
+    message = str(info.value)
+    assert "1 row(s) of" in message and str(csv_path) in message
+    assert "line 2" in message and str(tmp_path / "s" / "time2" / "gone.png") in message
+    with pytest.warns(UserWarning, match="Skipping 1 row"):
+        assert len(pairs_from_csv(csv_path, on_missing="skip")) == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([("a.png",)], r"line 1: expected the columns t1,t2\[,label\]"),
+        (
+            [
+                ("time1/00000.png", "time2/00000.png", "label/00000.png"),
+                ("time1/00001.png", "time2/00001.png", ""),
+            ],
+            "line 2: has no label but the rows before it do",
+        ),
+    ],
+)
+def test_csv_bad_rows_name_file_and_line(tmp_path, rows, expected):
+    make_split(tmp_path / "s", count=2)
+    csv_path = write_csv(tmp_path / "s" / "p.csv", rows)
+    with pytest.raises(DatasetError, match=expected) as info:
+        pairs_from_csv(csv_path)
+    assert str(csv_path) in str(info.value)
+
+
+def test_match_stems_reports_orphans_without_raising(tmp_path):
+    split = make_split(tmp_path / "s", count=3)
+    (split / "label" / "00001.png").unlink()
+    pairs, orphans = match_stems([split / "time1", split / "time2", split / "label"])
+    assert [p.stem for p in pairs] == ["00000", "00002"]
+    assert [o.path.name for o in orphans] == ["00001.png", "00001.png"]
+    assert orphans[0].missing_from == (split / "label",)

@@ -1,0 +1,306 @@
+"""`siamese-cd check DATA`: scan every file of a dataset and report what would break training.
+
+It reports, per split: files without counterparts (orphans), files that cannot be decoded
+(unreadable or truncated), scenes whose t1, t2 and label sizes differ, labels holding values
+outside the expected set, and the fraction of changed pixels. A problem makes the command exit
+non-zero.
+
+Expected label values: ``{0, 255}`` or ``{0, 1}`` (``{0, 65535}`` for 16-bit masks) after
+reducing RGB to its brightest band. JPEG labels are noisy by nature, so values within
+`JPEG_TOLERANCE` of 0 or of the maximum are accepted for them.
+
+Example:
+    >>> report = check_dataset("data/LEVIR-CD")  # doctest: +SKIP
+    >>> report.ok, [s.name for s in report.splits]  # doctest: +SKIP
+    (True, ['test', 'train', 'val'])
+    >>> print(report.format())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from siamese_cd.data.decoding import (
+    DEFAULT_LABEL_THRESHOLD,
+    binarize_label,
+    is_lossy,
+    read_image,
+    read_label_values,
+)
+from siamese_cd.data.pairing import describe_layouts, detect_layout, match_stems
+from siamese_cd.errors import DatasetError, ImageReadError, PairingError
+
+JPEG_TOLERANCE = 64
+_SHOWN_PER_KIND = 20
+
+
+@dataclass
+class Problem:
+    """One thing wrong with one file."""
+
+    split: str
+    kind: str  # orphan | unreadable | size_mismatch | label_values | pairing
+    path: str
+    message: str
+
+
+@dataclass
+class SplitReport:
+    """What was found in one split folder."""
+
+    name: str
+    path: str
+    layout: str
+    pairs: int = 0
+    orphans: int = 0
+    files_scanned: int = 0
+    changed_pixels: int = 0
+    label_pixels: int = 0
+    label_encodings: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed_fraction(self) -> float | None:
+        return self.changed_pixels / self.label_pixels if self.label_pixels else None
+
+
+@dataclass
+class CheckReport:
+    """The result of `check_dataset`: per-split summaries and every problem found."""
+
+    root: str
+    splits: list[SplitReport]
+    problems: list[Problem]
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {
+            "root": self.root,
+            "ok": self.ok,
+            "splits": [
+                {**asdict(split), "changed_fraction": split.changed_fraction}
+                for split in self.splits
+            ],
+            "problems": [asdict(problem) for problem in self.problems],
+            "ignored_folders": self.ignored,
+        }
+
+    def format(self) -> str:
+        """A human-readable report, problems grouped by kind (at most 20 shown per kind)."""
+        lines = []
+        for split in self.splits:
+            fraction = split.changed_fraction
+            changed = (
+                f"{100 * fraction:.2f}% changed pixels" if fraction is not None else "no labels"
+            )
+            encodings = ", ".join(f"{k} {v}" for k, v in sorted(split.label_encodings.items()))
+            lines.append(
+                f"{split.name} ({split.layout}, {split.path}): {split.pairs} pairs, "
+                f"{split.orphans} orphans, {split.files_scanned} files scanned, {changed}"
+                + (f"; label encodings: {encodings}" if encodings else "")
+            )
+        for folder in self.ignored:
+            lines.append(f"ignored {folder}: matches no layout")
+        kinds: dict[str, list[Problem]] = {}
+        for problem in self.problems:
+            kinds.setdefault(problem.kind, []).append(problem)
+        for kind, problems in kinds.items():
+            lines.append(f"{len(problems)} {kind.replace('_', ' ')} problem(s):")
+            lines += [f"  [{p.split}] {p.message}" for p in problems[:_SHOWN_PER_KIND]]
+            if len(problems) > _SHOWN_PER_KIND:
+                lines.append(f"  ... and {len(problems) - _SHOWN_PER_KIND} more (see --json)")
+        lines.append("OK: no problems found" if self.ok else f"{len(self.problems)} problem(s)")
+        return "\n".join(lines)
+
+
+def find_splits(data_dir: Path) -> tuple[list[tuple[str, Path, str, list[Path]]], list[str]]:
+    """Split folders under `data_dir` (or `data_dir` itself), with layout and folders.
+
+    Returns:
+        ``[(name, split_dir, layout, [t1_dir, t2_dir, label_dir]), ...]`` and the sub-folders
+        that match no layout.
+
+    Raises:
+        DatasetError: if neither `data_dir` nor any sub-folder matches a layout.
+    """
+    if not data_dir.is_dir():
+        raise DatasetError(f"{data_dir}: not a directory")
+    try:
+        layout, *folders = detect_layout(data_dir)
+        return [(data_dir.name, data_dir, layout, folders)], []
+    except DatasetError as error:
+        if "more than one layout" in str(error):
+            raise
+    splits, ignored = [], []
+    for child in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            layout, *folders = detect_layout(child)
+        except DatasetError as error:
+            if "more than one layout" in str(error):
+                raise
+            ignored.append(str(child))
+            continue
+        splits.append((child.name, child, layout, folders))
+    if not splits:
+        raise DatasetError(
+            f"{data_dir}: neither it nor its sub-folders match a known layout (looked for "
+            f"{describe_layouts()})"
+        )
+    return splits, ignored
+
+
+def _label_problem(path: Path, values: np.ndarray) -> str | None:
+    """Describe label values outside {0, 1} or {0, max}, or None when they are fine."""
+    top = 65535 if values.dtype == np.uint16 and values.max(initial=0) > 255 else 255
+    present = np.unique(values)
+    if set(present.tolist()) <= {0, 1} or set(present.tolist()) <= {0, top}:
+        return None
+    if is_lossy(path):
+        bad = (values > JPEG_TOLERANCE) & (values < top - JPEG_TOLERANCE)
+    else:
+        bad = (values != 0) & (values != top)
+    if not bad.any():
+        return None
+    odd = np.unique(values[bad])
+    shown = ", ".join(str(v) for v in odd[:8]) + (", ..." if len(odd) > 8 else "")
+    return (
+        f"{path}: label values outside {{0, {top}}} and {{0, 1}}: {shown} "
+        f"({100 * bad.mean():.2f}% of pixels)"
+    )
+
+
+def _scan_pair(pair, label_threshold: int) -> dict:
+    """Decode every file of a pair; return shapes, label statistics and problems."""
+    result: dict = {"problems": [], "shapes": [], "changed": 0, "pixels": 0, "encoding": None}
+    for role, path in pair.files():
+        try:
+            if role == "label":
+                values = read_label_values(path)
+                shape = values.shape[:2]
+                message = _label_problem(path, values)
+                if message:
+                    result["problems"].append(("label_values", path, message))
+                mask = binarize_label(values, label_threshold, is_lossy(path))
+                result["changed"] = int(np.count_nonzero(mask))
+                result["pixels"] = mask.size
+                top = values.max(initial=0)
+                if top == 0:
+                    result["encoding"] = "all 0"
+                elif top == 1 and not is_lossy(path):
+                    result["encoding"] = "0/1"
+                else:
+                    result["encoding"] = "thresholded"
+            else:
+                shape = read_image(path).shape
+        except ImageReadError as error:
+            result["problems"].append(("unreadable", path, str(error)))
+            shape = None
+        result["shapes"].append((role, path, shape))
+    known = [s for _, _, s in result["shapes"] if s is not None]
+    if len({s[:2] for s in known}) > 1:
+        listing = ", ".join(f"{role} {path} {shape}" for role, path, shape in result["shapes"])
+        result["problems"].append(
+            ("size_mismatch", pair.t1, f"sample {pair.stem!r}: sizes differ: {listing}")
+        )
+    return result
+
+
+def _scan_file(path: Path) -> str | None:
+    try:
+        read_image(path)
+    except ImageReadError as error:
+        return str(error)
+    return None
+
+
+def check_dataset(
+    data_dir: str | Path,
+    *,
+    label_threshold: int = DEFAULT_LABEL_THRESHOLD,
+    workers: int | None = None,
+    progress: bool = True,
+) -> CheckReport:
+    """Scan every file of a dataset folder (one split, or a folder of splits) and report.
+
+    Args:
+        data_dir: a split folder in a known layout, or a folder whose sub-folders are splits.
+        label_threshold: threshold used to count changed pixels, as in `PairedImageDataset`.
+        workers: decoding threads; defaults to one per core, at most 8.
+        progress: show a progress bar over the files.
+
+    Returns:
+        A `CheckReport`; ``report.ok`` is False when a problem was found.
+
+    Raises:
+        DatasetError: if no split folder is found.
+    """
+    data_dir = Path(data_dir)
+    splits, ignored = find_splits(data_dir)
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    problems: list[Problem] = []
+    reports: list[SplitReport] = []
+    work = []
+    for name, split_dir, layout, folders in splits:
+        report = SplitReport(name, str(split_dir), layout)
+        reports.append(report)
+        try:
+            pairs, orphans = match_stems(folders)
+        except PairingError as error:
+            problems.append(Problem(name, "pairing", str(split_dir), str(error)))
+            continue
+        report.pairs, report.orphans = len(pairs), len(orphans)
+        for orphan in orphans:
+            problems.append(Problem(name, "orphan", str(orphan.path), orphan.describe()))
+        work += [(report, "pair", pair) for pair in pairs]
+        work += [(report, "file", orphan.path) for orphan in orphans]
+
+    total_files = sum(len(item.files()) if kind == "pair" else 1 for _, kind, item in work)
+    bar = tqdm(total=total_files, desc="Checking files", unit="file", disable=not progress)
+
+    def task(item):
+        _, kind, obj = item
+        return _scan_pair(obj, label_threshold) if kind == "pair" else _scan_file(obj)
+
+    with ThreadPoolExecutor(workers) as pool:
+        # A bounded window of pending scans keeps memory flat on any dataset size.
+        pending: deque = deque()
+        items = iter(work)
+        for item in items:
+            pending.append((item, pool.submit(task, item)))
+            if len(pending) >= 4 * workers:
+                _collect(*pending.popleft(), problems, bar)
+        while pending:
+            _collect(*pending.popleft(), problems, bar)
+    bar.close()
+    return CheckReport(str(data_dir), reports, problems, ignored)
+
+
+def _collect(item, future, problems: list[Problem], bar) -> None:
+    report, kind, obj = item
+    result = future.result()
+    if kind == "file":
+        report.files_scanned += 1
+        bar.update(1)
+        if result is not None:
+            problems.append(Problem(report.name, "unreadable", str(obj), result))
+        return
+    report.files_scanned += len(result["shapes"])
+    bar.update(len(result["shapes"]))
+    report.changed_pixels += result["changed"]
+    report.label_pixels += result["pixels"]
+    if result["encoding"]:
+        report.label_encodings[result["encoding"]] = (
+            report.label_encodings.get(result["encoding"], 0) + 1
+        )
+    for kind_name, path, message in result["problems"]:
+        problems.append(Problem(report.name, kind_name, str(path), message))

@@ -1,0 +1,112 @@
+"""Windows into large scenes: deterministic tiles for evaluation, random crops for training.
+
+Tiles of side ``tile`` every ``stride`` pixels cover a scene completely: when the scene's side is
+not a whole number of strides, the last tile is moved back to end at the border (it overlaps
+its neighbour) rather than padded. A 1024 x 1024 scene in tiles of 256 gives 16 tiles.
+
+Only scene sizes are held, never pixels: the n-th tile of a split is found from the cumulative
+tile counts, so memory grows by a few bytes per scene.
+
+Example:
+    >>> tile_starts(1024, 256, 256)
+    [0, 256, 512, 768]
+    >>> tile_starts(300, 256, 256)
+    [0, 44]
+    >>> index = TileIndex([(1024, 1024), (256, 512)], tile=256)
+    >>> len(index), index.locate(17)
+    (18, (1, (0, 256, 256, 256)))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from siamese_cd.data.decoding import Window
+from siamese_cd.errors import DatasetError
+
+
+def as_size(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    """``256`` or ``(256, 512)`` as ``(height, width)`` of positive ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        size = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        size = (int(value[0]), int(value[1]))
+    else:
+        raise DatasetError(f"{name} must be an int or (height, width), got {value!r}")
+    if min(size) < 1:
+        raise DatasetError(f"{name} must be positive, got {value!r}")
+    return size
+
+
+def tile_count(length: int, tile: int, stride: int) -> int:
+    """Number of tiles along one side of `length` pixels (0 if the tile does not fit)."""
+    if length < tile:
+        return 0
+    return -(-(length - tile) // stride) + 1
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start of each tile along one side; the last one ends at the border."""
+    return [min(k * stride, length - tile) for k in range(tile_count(length, tile, stride))]
+
+
+def random_window(height: int, width: int, size: tuple[int, int], rng) -> Window:
+    """A uniformly placed ``size`` window inside a ``height`` x ``width`` scene."""
+    h, w = size
+    return int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1)), h, w
+
+
+def center_window(height: int, width: int, size: tuple[int, int]) -> Window:
+    """The ``size`` window in the middle of a ``height`` x ``width`` scene."""
+    h, w = size
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class TileIndex:
+    """Numbering of the tiles of many scenes, scene by scene, row by row.
+
+    Args:
+        sizes: ``(height, width)`` of each scene.
+        tile: tile ``(height, width)``, or one int for square tiles.
+        stride: step between tiles; defaults to the tile size (no overlap).
+    """
+
+    def __init__(self, sizes, tile, stride=None):
+        self.tile = as_size(tile, "tile_size")
+        self.stride = as_size(stride, "tile_stride") if stride is not None else self.tile
+        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+        th, tw = self.tile
+        sh, sw = self.stride
+        self._rows = np.array([tile_count(h, th, sh) for h in self.sizes[:, 0]], np.int64)
+        self._cols = np.array([tile_count(w, tw, sw) for w in self.sizes[:, 1]], np.int64)
+        self._ends = np.cumsum(self._rows * self._cols)
+
+    def too_small(self) -> list[int]:
+        """Indices of the scenes smaller than one tile."""
+        return [int(i) for i in np.flatnonzero(self._rows * self._cols == 0)]
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def tiles_of(self, scene: int) -> int:
+        return int(self._rows[scene] * self._cols[scene])
+
+    def first_of(self, scene: int) -> int:
+        """Index of the first tile of `scene`."""
+        return int(self._ends[scene]) - self.tiles_of(scene)
+
+    def locate(self, index: int) -> tuple[int, Window]:
+        """Scene index and ``(top, left, height, width)`` of tile `index`."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"tile {index} out of range for {len(self)} tiles")
+        scene = int(np.searchsorted(self._ends, index, side="right"))
+        local = index - self.first_of(scene)
+        row, col = divmod(local, int(self._cols[scene]))
+        height, width = (int(v) for v in self.sizes[scene])
+        (th, tw), (sh, sw) = self.tile, self.stride
+        return scene, (min(row * sh, height - th), min(col * sw, width - tw), th, tw)
+
+    def windows_of(self, scene: int) -> list[Window]:
+        """Every tile window of `scene`, in index order."""
+        first = self.first_of(scene)
+        return [self.locate(first + k)[1] for k in range(self.tiles_of(scene))]
