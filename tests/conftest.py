@@ -80,6 +80,21 @@ def write_geotiff(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def count_decodes(monkeypatch) -> list:
+    """Record every image file the dataset decodes; returns the (growing) list of paths."""
+    from siamese_cd.data import dataset as dataset_module
+
+    calls = []
+    original = dataset_module.read_image
+
+    def counting(path, **options):
+        calls.append(path)
+        return original(path, **options)
+
+    monkeypatch.setattr(dataset_module, "read_image", counting)
+    return calls
+
+
 @pytest.fixture
 def split_dir(tmp_path: Path) -> Path:
     return make_split(tmp_path / "train")

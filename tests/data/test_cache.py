@@ -4,23 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from siamese_cd.data import dataset as dataset_module
 from siamese_cd.data.cache import DATA_NAME, INDEX_NAME, META_NAME
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError
-from tests.conftest import make_split, write_sample
-
-
-def count_decodes(monkeypatch):
-    calls = []
-    original = dataset_module.read_image
-
-    def counting(path, **options):
-        calls.append(path)
-        return original(path, **options)
-
-    monkeypatch.setattr(dataset_module, "read_image", counting)
-    return calls
+from tests.conftest import count_decodes, make_split, write_sample
 
 
 def test_cache_store_is_written_once_and_reads_back_the_same(tmp_path, monkeypatch):

@@ -2,11 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_cd.data import dataset as dataset_module
 from siamese_cd.data.augment import Augment
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError, ImageReadError
-from tests.conftest import make_split, write_geotiff, write_sample
+from tests.conftest import count_decodes, make_split, write_geotiff, write_sample
 
 
 def index_of(t1_batch):
@@ -63,14 +62,7 @@ def test_shuffle_is_a_new_permutation_each_epoch_and_seeded(tmp_path):
 
 
 def test_decodes_only_the_batch(split_dir, monkeypatch):
-    calls = []
-    original = dataset_module.read_image
-
-    def counting(path, **options):
-        calls.append(path)
-        return original(path, **options)
-
-    monkeypatch.setattr(dataset_module, "read_image", counting)
+    calls = count_decodes(monkeypatch)
     data = PairedImageDataset(split_dir, batch_size=2)
     assert calls == []  # construction lists files and decodes nothing
     data[1]
