@@ -25,8 +25,8 @@ Methods, all yielding batches of 16 ``((t1, t2), mask)`` float32 with images in 
   and through ``as_tf_dataset()``.
 
 Every method runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own. Each runs
-four epochs: the first warms up (files in the page cache, tf.data autotuning, caches filled),
-and the fastest of the other three is reported, with their median and the process's CPU time
+six epochs: the first warms up (files in the page cache, tf.data autotuning, caches filled),
+and the fastest of the other five is reported, with their median and the process's CPU time
 per pair, which other work on the machine inflates less than wall time. Then the loaders
 run on the large split for two epochs, and on the small one for as many batches (10x the
 epochs), to show how peak RSS grows with the number of pairs at equal work.
@@ -297,7 +297,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
-        "--epochs", type=int, default=4, help="epochs per method; all but the first are timed"
+        "--epochs", type=int, default=6, help="epochs per method; all but the first are timed"
     )
     parser.add_argument("--data", default="/tmp/siamese_cd_bench", help="data folder")
     parser.add_argument("--methods", default=",".join(METHODS), help="e.g. b,c,d")

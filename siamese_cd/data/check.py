@@ -72,7 +72,14 @@ class SplitReport:
 
 @dataclass
 class CheckReport:
-    """The result of `check_dataset`: per-split summaries and every problem found."""
+    """The result of `check_dataset`: per-split summaries and every problem found.
+
+    Example:
+        >>> report = check_dataset("data/CDD")  # doctest: +SKIP
+        >>> report.ok, [p.kind for p in report.problems][:2]  # doctest: +SKIP
+        (False, ['orphan', 'label_values'])
+        >>> json.dumps(report.to_dict())  # machine-readable, as --json prints  # doctest: +SKIP
+    """
 
     root: str
     splits: list[SplitReport]

@@ -70,6 +70,11 @@ class PairList(Sequence[Pair]):
     the folder paths once and the file names per pair (once, when they are the same in every
     folder), so that a split of 100,000 pairs costs a few MB. It behaves like a read-only
     list of `Pair`.
+
+    Example:
+        >>> pairs = PairList(["time1", "time2", "label"], [["a.png", "b.png"]] * 3)
+        >>> len(pairs), pairs[1].stem, str(pairs[1].label)
+        (2, 'b', 'label/b.png')
     """
 
     def __init__(self, folders: Sequence[Path], names: Sequence[Sequence[str]]):

@@ -69,6 +69,13 @@ class TileIndex:
         sizes: ``(height, width)`` of each scene.
         tile: tile ``(height, width)``, or one int for square tiles.
         stride: step between tiles; defaults to the tile size (no overlap).
+
+    Example:
+        >>> index = TileIndex([(512, 512), (300, 256)], tile=256)
+        >>> len(index), index.tiles_of(1)
+        (6, 2)
+        >>> index.locate(5)  # scene 1, second row, moved back to end at the border
+        (1, (44, 0, 256, 256))
     """
 
     def __init__(self, sizes, tile, stride=None):
