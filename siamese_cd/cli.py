@@ -1,4 +1,4 @@
-"""The `siamese-cd` command: `synth` writes a synthetic dataset, `train` trains and scores."""
+"""The `siamese-cd` command: synth, train, check, evaluate and predict (one subcommand each)."""
 
 from __future__ import annotations
 
