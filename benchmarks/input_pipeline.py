@@ -8,17 +8,20 @@ Data: synthetic 256 x 256 PNG pairs (`siamese_cd.data.synthetic`) written once u
 split holds hard links to the small one's files under new names, so it costs no disk space
 but is 10x as many files for the loaders.
 
-Methods, all yielding batches of 16 ``((t1, t2), mask)`` float32 with images in [0, 1]:
+Methods, all yielding batches of 16 ``((t1, t2), mask)``, masks float32, images as a model
+takes them: float32 in [0, 1] for a plain Keras model in (a) and (b); the files' uint8 pixels
+from `PairedImageDataset` (c, d, e), which `SiameseChangeModel` scales in its first step:
 
 - (a) seed-style: Pillow decode in a Python generator -> ``tf.data.Dataset.from_generator``
   -> in-memory ``.cache()`` -> ``shuffle(1000)`` -> batch. Epoch 1 fills the cache.
-- (b) tf.data baseline: path triples -> shuffle paths -> ``map(read_file + decode_png,
-  AUTOTUNE, deterministic=False)`` -> batch -> prefetch.
+- (b) tf.data baseline: path triples -> shuffle paths -> ``map(read_file + decode_png +
+  scale to float32, AUTOTUNE, deterministic=False)`` -> batch -> prefetch. A diagnostic row
+  leaves images uint8 (no scaling), the like-for-like counterpart of (c) and (d).
 - (c) ``PairedImageDataset(shuffle=True)`` driven by Keras's own ``TFEpochIterator`` exactly
   as ``Model.fit`` drives it (one ``next(iterator)`` per step): ``PyDatasetAdapter`` with the
   dataset's worker threads (``OrderedEnqueuer``) feeding ``tf.data.Dataset.from_generator``.
   No model runs, so only the input pipeline is timed. A diagnostic row repeats it with
-  batches left uint8 (not the library's contract), to price the float32 conversion.
+  ``float_batches=True`` (float32 images in [0, 1]).
 - (d) ``PairedImageDataset(shuffle=True).as_tf_dataset()``.
 - (e) ``PairedImageDataset(shuffle=True, cache_dir=...)``: the decoded cache, built once
   beforehand (build time and memory are reported separately), read the ``fit`` way as in (c)
@@ -50,8 +53,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 METHODS = {
     "a": "(a) seed: from_generator + .cache() + shuffle(1000)",
     "b": "(b) tf.data: decode_png, parallel map",
+    "b-u8": "(b) diagnostic: same, images left uint8",
     "c": "(c) PairedImageDataset, fit path (threads)",
-    "c-u8": "(c) diagnostic: same, batches left uint8",
+    "c-f32": "(c) diagnostic: same with float_batches=True",
     "d": "(d) PairedImageDataset.as_tf_dataset()",
     "e": "(e) decoded cache, fit path (threads)",
     "e-tf": "(e) decoded cache, as_tf_dataset()",
@@ -131,7 +135,7 @@ def build_seed_style(split: Path, batch_size: int):
     return ds.map(lambda t1, t2, mask: ((t1, t2), mask))
 
 
-def build_tf_baseline(split: Path, batch_size: int):
+def build_tf_baseline(split: Path, batch_size: int, scale: bool = True):
     """(b): the fast tf.data shape: shuffle paths, decode in a parallel map."""
     import tensorflow as tf
 
@@ -143,7 +147,7 @@ def build_tf_baseline(split: Path, batch_size: int):
     def load(t1, t2, label):
         def image(path):
             decoded = tf.io.decode_png(tf.io.read_file(path), channels=3)
-            return tf.cast(decoded, tf.float32) / 255.0
+            return tf.cast(decoded, tf.float32) / 255.0 if scale else decoded
 
         mask = tf.io.decode_png(tf.io.read_file(label), channels=1)
         return (image(t1), image(t2)), tf.cast(mask >= 128, tf.float32)
@@ -154,18 +158,9 @@ def build_tf_baseline(split: Path, batch_size: int):
 
 
 def run_method(method: str, split: Path, batch_size: int, epochs: int, cache_dir: Path) -> dict:
-    import numpy as np
     import tensorflow as tf
 
     from siamese_cd.data.dataset import PairedImageDataset
-
-    class Uint8Batches(PairedImageDataset):
-        """Diagnostic only, not the library's contract: (c) with batches left uint8."""
-
-        _batch_dtype = np.uint8
-
-        def _fill(self, out, image, path, rng=None):
-            np.copyto(out, image)
 
     def dataset(cls=PairedImageDataset, **kwargs):
         return cls(split, batch_size=batch_size, shuffle=True, seed=0, **kwargs)
@@ -182,15 +177,17 @@ def run_method(method: str, split: Path, batch_size: int, epochs: int, cache_dir
             "pairs": len(data.pairs),
         }
 
-    fit_path = method in ("c", "c-u8", "e")
+    fit_path = method in ("c", "c-f32", "e")
     if method == "a":
         ds = build_seed_style(split, batch_size)
     elif method == "b":
         ds = build_tf_baseline(split, batch_size)
+    elif method == "b-u8":
+        ds = build_tf_baseline(split, batch_size, scale=False)
     elif method == "c":
         ds = dataset()
-    elif method == "c-u8":
-        ds = dataset(Uint8Batches)
+    elif method == "c-f32":
+        ds = dataset(float_batches=True)
     elif method == "d":
         ds = dataset().as_tf_dataset()
     elif method == "e":

@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from siamese_cd.data.decoding import as_float_pixels
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
 from siamese_cd.panels import DESCRIPTION, make_panels, to_rgb_uint8
@@ -21,7 +22,8 @@ def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
 
     Args:
         data: a `PairedImageDataset`, or a tuple ``(t1, t2, masks)`` of NumPy arrays with
-            images (N, H, W, C) and masks (N, H, W, 1).
+            images (N, H, W, C), float in [0, 1] or integer pixels (scaled by their type's
+            maximum, as the model does), and masks (N, H, W, 1).
         max_samples: how many samples to keep.
         seed: seed of the order in which candidates are looked at.
         scan_limit: at most ``scan_limit * max_samples`` samples of a dataset are decoded
@@ -41,7 +43,10 @@ def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
             return data.sample(i)
     else:
         try:
-            t1, t2, masks = (np.asarray(a, dtype=np.float32) for a in data)
+            t1, t2, masks = (np.asarray(a) for a in data)
+            # Integer images are raw pixels: scale them as the model does.
+            t1, t2 = (as_float_pixels(a).astype(np.float32, copy=False) for a in (t1, t2))
+            masks = masks.astype(np.float32)
         except (TypeError, ValueError) as error:
             raise DatasetError(
                 "MaskImageLogger data must be a PairedImageDataset or (t1, t2, masks) arrays"

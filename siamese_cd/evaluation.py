@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from siamese_cd.data.decoding import as_float_pixels
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
 from siamese_cd.metrics import SCORE_NAMES, scores_from_counts
@@ -139,7 +140,9 @@ def evaluate(
             (t1, t2), mask = pending.result()
             if index + 1 < len(dataset):
                 pending = pool.submit(dataset.__getitem__, index + 1)
-            probability = change_probability(np.asarray(model.predict_on_batch((t1, t2))))
+            # Floats in [0, 1] for any model, also one that does not scale integer pixels.
+            inputs = (as_float_pixels(t1), as_float_pixels(t2))
+            probability = change_probability(np.asarray(model.predict_on_batch(inputs)))
             predicted = probability[..., 0] >= threshold
             actual = mask[..., 0] >= 0.5
             first = index * dataset.batch_size

@@ -85,13 +85,14 @@ def count_decodes(monkeypatch) -> list:
     from siamese_cd.data import dataset as dataset_module
 
     calls = []
-    original = dataset_module.read_image
+    for name in ("read_image", "decode_into"):  # decode_into decodes into a batch slot
+        original = getattr(dataset_module, name)
 
-    def counting(path, **options):
-        calls.append(path)
-        return original(path, **options)
+        def counting(path, *args, _original=original, **options):
+            calls.append(path)
+            return _original(path, *args, **options)
 
-    monkeypatch.setattr(dataset_module, "read_image", counting)
+        monkeypatch.setattr(dataset_module, name, counting)
     return calls
 
 

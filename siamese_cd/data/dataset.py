@@ -27,6 +27,7 @@ from siamese_cd.data.decoding import (
     Window,
     check_bands,
     check_grayscale,
+    decode_into,
     image_size,
     pixel_scale,
     read_image,
@@ -118,8 +119,15 @@ class PairedImageDataset(keras.utils.PyDataset):
     counterparts is an error naming it (`on_missing`).
 
     **What a batch holds.** ``t1`` and ``t2`` of shape (B, H, W, C) and ``mask`` of shape
-    (B, H, W, 1), all float32. Images are scaled to [0, 1] by their pixel type's maximum
-    (``normalization="unit"``: 255 for 8-bit, 65535 for 16-bit), or standardised per band.
+    (B, H, W, 1) float32. With ``normalization="unit"`` (the default) the images are the
+    files' own integer pixels, uint8 (or uint16 for 16-bit files): `SiameseChangeModel`
+    divides integer inputs by their type's maximum (255 or 65535) in its first step, on the
+    device, so four times fewer bytes are made and moved per batch than in float32. Batches are
+    float32 instead when scaling must happen here: with ``normalization="standardize"``
+    (``(pixel - mean) / std`` per band), with radiometric augmentation (which works on [0, 1]
+    floats), or with ``float_batches=True`` (images divided by 255 or 65535 into [0, 1]), for
+    models that do not scale integer pixels themselves (or add
+    ``keras.layers.Rescaling(1 / 255)`` to such a model). `raw_pixels` tells which.
     Masks are 0/1: values at or above `label_threshold` are change, RGB masks count their
     brightest band, and PNG/TIFF masks holding only 0 and 1 are read as 0/1 masks. Without
     labels (``label_dir=None``) a batch is ``((t1, t2),)``, inputs only, for prediction.
@@ -134,7 +142,8 @@ class PairedImageDataset(keras.utils.PyDataset):
     samples. ``len(dataset.pairs)`` counts scenes; `num_samples` counts samples; `sample`
     and batches number samples (tiles, with `tile_size`).
 
-    **Speed.** ``fit`` decodes batches in `workers` threads. `as_tf_dataset` gives the same
+    **Speed.** ``fit`` decodes batches in `workers` threads; plain PNGs are decoded by libpng
+    straight into the batch arrays, outside the GIL. `as_tf_dataset` gives the same
     samples as a `tf.data.Dataset` decoded by TensorFlow. ``cache_dir`` decodes every scene
     once into a compact store on disk (see `siamese_cd.data.cache`), rebuilt automatically
     when the files or decoding options change.
@@ -167,6 +176,8 @@ class PairedImageDataset(keras.utils.PyDataset):
         mean: per-band means for ``"standardize"``, in raw pixel units (e.g. 0-255). Leave
             None and call `compute_stats` to measure them on this split.
         std: per-band standard deviations for ``"standardize"``, in raw pixel units.
+        float_batches: give float32 images scaled to [0, 1] even where integer pixels could
+            be given (``normalization="unit"``), for models that do not scale them.
         cache_dir: folder of decoded caches; built on first use (with a progress bar).
         workers: decoding threads used by `fit`; defaults to one per core, at most 8, or 1
             when reading a cache without augmentation (one thread keeps up there).
@@ -182,13 +193,10 @@ class PairedImageDataset(keras.utils.PyDataset):
         >>> len(val.pairs), val.num_samples  # 64 scenes of 1024² -> 16 tiles each  # doctest: +SKIP
         (64, 1024)
         >>> (t1, t2), mask = train[0]  # doctest: +SKIP
-        >>> t1.shape, mask.shape  # doctest: +SKIP
-        ((16, 256, 256, 3), (16, 256, 256, 1))
+        >>> t1.shape, t1.dtype, mask.shape, mask.dtype  # doctest: +SKIP
+        ((16, 256, 256, 3), dtype('uint8'), (16, 256, 256, 1), dtype('float32'))
         >>> model.fit(train, validation_data=val)  # doctest: +SKIP
     """
-
-    # Pixel type of the batch arrays; float32 is the contract (benchmarks override it).
-    _batch_dtype = np.float32
 
     def __init__(
         self,
@@ -211,6 +219,7 @@ class PairedImageDataset(keras.utils.PyDataset):
         normalization: str = "unit",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        float_batches: bool = False,
         cache_dir: str | Path | None = None,
         workers: int | None = None,
         use_multiprocessing: bool = False,
@@ -268,10 +277,12 @@ class PairedImageDataset(keras.utils.PyDataset):
         self.bands = check_bands(bands)
         self.grayscale = check_grayscale(grayscale)
         self.normalization = normalization
+        self.float_batches = bool(float_batches)
         self.crop_size = as_size(crop_size, "crop_size") if crop_size is not None else None
         self.progress = progress
         self._channels: int | None = None
         self._dtype: np.dtype | None = None
+        self._raw_pixels: bool | None = None
         self._mean = self._std = None
         self._change_fraction: float | None = None
         self._generation = 0
@@ -341,6 +352,29 @@ class PairedImageDataset(keras.utils.PyDataset):
             first = read_image(self.pairs[0].t1, bands=self.bands, grayscale=self.grayscale)
             self._channels, self._dtype = first.shape[-1], first.dtype
         return self._channels
+
+    @property
+    def raw_pixels(self) -> bool:
+        """Whether batch images are the files' integer pixels (uint8 or uint16), not float32.
+
+        True with ``normalization="unit"`` and 8- or 16-bit images, unless radiometric
+        augmentation or ``float_batches=True`` asks for float32. `SiameseChangeModel` takes
+        either: it divides integer pixels by their type's maximum, as this dataset would.
+        """
+        if self._raw_pixels is None:
+            radiometric = self.augment is not None and self.augment.radiometric
+            self._raw_pixels = (
+                self.normalization == "unit"
+                and not self.float_batches
+                and not radiometric
+                and self._sample_dtype() in (np.uint8, np.uint16)
+            )
+        return self._raw_pixels
+
+    @property
+    def pixel_dtype(self) -> np.dtype:
+        """Type of the batch images: the files' pixel type if `raw_pixels`, else float32."""
+        return self._sample_dtype() if self.raw_pixels else np.dtype(np.float32)
 
     @property
     def mean(self) -> np.ndarray | None:
@@ -554,7 +588,17 @@ class PairedImageDataset(keras.utils.PyDataset):
         return self._mean.astype(np.float32), self._std.astype(np.float32)
 
     def _fill(self, out: np.ndarray, image: np.ndarray, path: Path, rng=None) -> None:
-        """Write one date into a batch slot, in float32: jitter (given `rng`) and normalise."""
+        """Write one date into a batch slot: copied into an integer slot (`raw_pixels`), or in
+        float32, jittered (given `rng`) and normalised."""
+        if out.dtype != np.float32:
+            if image.dtype != out.dtype:
+                raise ImageReadError(
+                    f"{path}: {image.dtype} pixels, but this dataset's batches hold "
+                    f"{out.dtype} pixels (the type of {self.pairs[0].t1}); store every image "
+                    "with one bit depth, or use float_batches=True"
+                )
+            np.copyto(out, image)
+            return
         offset, divisor = self._normalizer(image.dtype, path)
         if rng is not None and self.augment is not None and self.augment.radiometric:
             scale = np.float32(pixel_scale(image.dtype, path))
@@ -582,8 +626,9 @@ class PairedImageDataset(keras.utils.PyDataset):
         crop of the scene is returned, so that the result is deterministic.
 
         Returns:
-            ``(t1, t2, mask)`` as float32 arrays of shape (H, W, C), (H, W, C) and (H, W, 1);
-            mask is None without labels.
+            ``(t1, t2, mask)`` as float32 arrays of shape (H, W, C), (H, W, C) and (H, W, 1),
+            the images normalised (in [0, 1] for ``"unit"``) even when batches hold integer
+            pixels; mask is None without labels.
         """
         if not 0 <= index < self.num_samples:
             raise IndexError(f"sample {index} out of range for {self.num_samples} samples")
@@ -600,14 +645,18 @@ class PairedImageDataset(keras.utils.PyDataset):
         samples = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         if self._whole_cached_scenes() and self.cache.uniform_size(samples) is not None:
             return self._cached_batch(samples)
+        if self._whole_raw_scenes():
+            batch = self._direct_batch(samples)
+            if batch is not None:
+                return batch
         rng = np.random.default_rng([self.seed, self._generation, index, 1])
         read = self._read_samples(samples, rng)
         count = len(read)
         shape = read[0][1][0].shape
-        t1_batch = self._buffers.get((count, *shape), self._batch_dtype)
-        t2_batch = self._buffers.get((count, *shape), self._batch_dtype)
+        t1_batch = self._buffers.get((count, *shape), self.pixel_dtype)
+        t2_batch = self._buffers.get((count, *shape), self.pixel_dtype)
         mask_shape = (count, *shape[:2], 1)
-        mask_batch = self._buffers.get(mask_shape, self._batch_dtype) if self.labelled else None
+        mask_batch = self._buffers.get(mask_shape) if self.labelled else None
         for k, (scene, (t1, t2, mask)) in enumerate(read):
             if self.augment is not None:
                 t1, t2, mask = self.augment(t1, t2, mask, rng)
@@ -624,6 +673,52 @@ class PairedImageDataset(keras.utils.PyDataset):
                 np.copyto(mask_batch[k, ..., 0], mask, casting="unsafe")
         if mask_batch is None:
             # A 1-tuple, so Keras reads (t1, t2) as the inputs and not as (x, y).
+            return ((t1_batch, t2_batch),)
+        return (t1_batch, t2_batch), mask_batch
+
+    def _whole_raw_scenes(self) -> bool:
+        """Whether batches are whole scenes from files, pixels as stored (see `_direct_batch`)."""
+        return (
+            self.cache is None
+            and self.tiles is None
+            and self.crop_size is None
+            and self.augment is None
+            and self.bands is None
+            and self.raw_pixels
+        )
+
+    def _direct_batch(self, samples: np.ndarray):
+        """A batch of whole scenes decoded straight into the batch arrays where possible.
+
+        Returns None, having checked nothing, if a scene differs from the first one in size
+        or pixel type: the general path then reads the batch and reports what differs.
+        """
+        first = int(samples[0])
+        t1, t2, mask = self.read_pair(first)  # checks that the three sizes agree
+        shape = t1.shape
+        t1_batch = self._buffers.get((len(samples), *shape), self.pixel_dtype)
+        t2_batch = self._buffers.get((len(samples), *shape), self.pixel_dtype)
+        mask_batch = self._buffers.get((len(samples), *shape[:2], 1)) if self.labelled else None
+        for k, scene in enumerate(samples):
+            pair = self.pairs[int(scene)]
+            if k == 0:
+                if t2.shape != shape or t1.dtype != t1_batch.dtype or t2.dtype != t1.dtype:
+                    return None
+                t1_batch[0], t2_batch[0] = t1, t2
+            else:
+                images_left = [
+                    decode_into(path, batch[k], grayscale=self.grayscale)
+                    for path, batch in ((pair.t1, t1_batch), (pair.t2, t2_batch))
+                ]
+                if any(image is not None for image in images_left):
+                    return None
+                if mask_batch is not None:
+                    mask = read_label(pair.label, self.label_threshold)
+            if mask_batch is not None:
+                if mask.shape != shape[:2]:
+                    return None
+                np.copyto(mask_batch[k, ..., 0], mask, casting="unsafe")
+        if mask_batch is None:
             return ((t1_batch, t2_batch),)
         return (t1_batch, t2_batch), mask_batch
 
@@ -646,13 +741,16 @@ class PairedImageDataset(keras.utils.PyDataset):
             self._buffers.get(image, self.cache.dtype),
         ) + ((self._buffers.get((count, height, width), np.uint8),) if self.labelled else ())
         raw_t1, raw_t2, raw_mask = self.cache.read_batch(samples, out=raw)
-        t1_batch = self._buffers.get(image, self._batch_dtype)
-        t2_batch = self._buffers.get(image, self._batch_dtype)
-        self._fill(t1_batch, raw_t1, self.pairs[int(samples[0])].t1)
-        self._fill(t2_batch, raw_t2, self.pairs[int(samples[0])].t2)
+        if self.pixel_dtype == self.cache.dtype:
+            t1_batch, t2_batch = raw_t1, raw_t2  # the stored pixels are the batch
+        else:
+            t1_batch = self._buffers.get(image, self.pixel_dtype)
+            t2_batch = self._buffers.get(image, self.pixel_dtype)
+            self._fill(t1_batch, raw_t1, self.pairs[int(samples[0])].t1)
+            self._fill(t2_batch, raw_t2, self.pairs[int(samples[0])].t2)
         if not self.labelled:
             return ((t1_batch, t2_batch),)
-        mask_batch = self._buffers.get((count, height, width, 1), self._batch_dtype)
+        mask_batch = self._buffers.get((count, height, width, 1))
         np.copyto(mask_batch[..., 0], raw_mask, casting="unsafe")
         return (t1_batch, t2_batch), mask_batch
 
@@ -737,8 +835,8 @@ class PairedImageDataset(keras.utils.PyDataset):
         rng = np.random.default_rng([int(seed[0]) & 0x7FFFFFFFFFFFFFFF, int(seed[1])])
         mask = mask if self.labelled else None
         t1, t2, mask = self.augment(t1, t2, mask, rng)
-        out1 = np.empty(t1.shape, np.float32)
-        out2 = np.empty(t2.shape, np.float32)
+        out1 = np.empty(t1.shape, self.pixel_dtype)
+        out2 = np.empty(t2.shape, self.pixel_dtype)
         self._fill(out1, t1, self.pairs[0].t1, rng)
         self._fill(out2, t2, self.pairs[0].t2, rng)
         if mask is None:

@@ -129,7 +129,9 @@ def build(data, prefetch: bool = True, deterministic: bool | None = None) -> tf.
     scenes = tf.data.Dataset.range(count)
     if data.shuffle:
         scenes = scenes.shuffle(count, seed=data.seed, reshuffle_each_iteration=True)
-    if data.augment is None:
+    if data.raw_pixels:
+        normalize = None  # integer pixels, as the fit path gives them
+    elif data.augment is None:
         offset, divisor = data._normalizer(data._sample_dtype(), pairs[0].t1)
         unit = data.normalization == "unit"
         offset, divisor = tf.constant(offset), tf.constant(divisor)
@@ -141,6 +143,7 @@ def build(data, prefetch: bool = True, deterministic: bool | None = None) -> tf.
 
     else:
         normalize = None  # the NumPy augmentation normalises too
+    pixels = tf.as_dtype(data.pixel_dtype)
 
     def pack(t1, t2, mask, *seed):
         if normalize is not None:
@@ -270,7 +273,7 @@ def build(data, prefetch: bool = True, deterministic: bool | None = None) -> tf.
 
         def augment(t1, t2, mask, seed):
             out1, out2, out_mask = tf.numpy_function(
-                data._augment_numpy, [t1, t2, mask, seed], [tf.float32, tf.float32, tf.uint8]
+                data._augment_numpy, [t1, t2, mask, seed], [pixels, pixels, tf.uint8]
             )
             shape = [None, None, channels]
             return (

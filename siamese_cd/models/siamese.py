@@ -16,7 +16,13 @@ from siamese_cd.callbacks import attach_loggers
 from siamese_cd.errors import ConfigError
 from siamese_cd.losses import get_loss, is_loss_name
 from siamese_cd.metrics import ChangeMetrics
-from siamese_cd.models.blocks import CropLike, PadToMultiple, build_encoder, decode
+from siamese_cd.models.blocks import (
+    CropLike,
+    PadToMultiple,
+    build_encoder,
+    decode,
+    scale_pixels,
+)
 
 VARIANTS = ("diff", "conc", "ef")
 
@@ -66,8 +72,11 @@ class SiameseChangeModel(keras.Model):
     parameter counts equal the published ones (FC-EF 1,350,578; FC-Siam-diff 1,350,146;
     FC-Siam-conc 1,545,986); the default 1-channel sigmoid head has 145 fewer.
 
-    Inputs are ``(t1, t2)``, each (B, H, W, in_channels) float in [0, 1], of any H and W: the
-    model pads to a multiple of ``2**depth`` and crops its output back. The output is the
+    Inputs are ``(t1, t2)``, each (B, H, W, in_channels), of any H and W: the model pads to a
+    multiple of ``2**depth`` and crops its output back. Images are float, normalised (in
+    [0, 1], or standardised), or integer pixels as stored, uint8 or uint16, which the model
+    first divides by 255 or 65535 into [0, 1]: the batches of `PairedImageDataset` with
+    ``normalization="unit"`` are such pixels, four times smaller than float32. The output is the
     change probability: (B, H, W, 1) with ``num_classes=1`` (sigmoid), or (B, H, W, 2)
     softmax scores with ``num_classes=2``, whose channel 1 is change.
 
@@ -218,6 +227,12 @@ class SiameseChangeModel(keras.Model):
     def metrics(self) -> list[keras.metrics.Metric]:
         # Listed here so Keras resets them every epoch and reports exactly these.
         return [self.loss_tracker, self.change_metrics, *self._extra_metrics]
+
+    def call(self, inputs, training=None, mask=None):
+        # Integer pixels (the batches of PairedImageDataset) are scaled here, before the
+        # functional graph would cast them to float32 unscaled.
+        t1, t2 = inputs
+        return super().call((scale_pixels(t1), scale_pixels(t2)), training=training, mask=mask)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, first resolving ``pos_weight="auto"`` from the training data.

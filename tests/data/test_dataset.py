@@ -10,18 +10,28 @@ from tests.conftest import count_decodes, make_split, write_geotiff, write_sampl
 
 def index_of(t1_batch):
     """make_split encodes each sample's index in its t1 gray level: 10 + 5 * i."""
-    return [int(round((float(img[0, 0, 0]) * 255 - 10) / 5)) for img in t1_batch]
+    scale = 255 if np.issubdtype(np.asarray(t1_batch).dtype, np.floating) else 1
+    return [int(round((float(img[0, 0, 0]) * scale - 10) / 5)) for img in t1_batch]
 
 
-def test_batches_are_float32_nhwc_with_binary_masks(split_dir):
+def test_batches_are_nhwc_pixels_as_stored_with_float_binary_masks(split_dir):
     data = PairedImageDataset(split_dir, batch_size=4)
     assert len(data) == 2
+    assert data.raw_pixels and data.pixel_dtype == np.uint8
     (t1, t2), mask = data[0]
     assert t1.shape == t2.shape == (4, 32, 32, 3)
     assert mask.shape == (4, 32, 32, 1)
-    assert t1.dtype == t2.dtype == mask.dtype == np.float32
-    assert 0.0 <= t1.min() and t2.max() <= 1.0
+    assert t1.dtype == t2.dtype == np.uint8 and mask.dtype == np.float32
+    assert index_of(t1) == [0, 1, 2, 3] and t2.max() == 250
     assert set(np.unique(mask)) <= {0.0, 1.0}
+    # float_batches: the same pixels divided by 255, for models that do not scale them.
+    floats = PairedImageDataset(split_dir, batch_size=4, float_batches=True)
+    assert not floats.raw_pixels
+    (f1, f2), fmask = floats[0]
+    assert f1.dtype == f2.dtype == np.float32
+    np.testing.assert_array_equal(f1, t1 / np.float32(255))
+    np.testing.assert_array_equal(f2, t2 / np.float32(255))
+    np.testing.assert_array_equal(fmask, mask)
     # The last batch holds the remainder.
     (t1, _), mask = data[1]
     assert t1.shape[0] == mask.shape[0] == 2
@@ -66,6 +76,10 @@ def test_decodes_only_the_batch(split_dir, monkeypatch):
     data = PairedImageDataset(split_dir, batch_size=2)
     assert calls == []  # construction lists files and decodes nothing
     data[1]
+    # The first batch also reads sample 0 once, for the bands and pixel type.
+    assert {p.name for p in calls} == {"00000.png", "00002.png", "00003.png"}
+    calls.clear()
+    data[1]
     assert sorted(p.name for p in calls) == ["00002.png", "00002.png", "00003.png", "00003.png"]
 
 
@@ -80,7 +94,7 @@ def test_augment_moves_images_and_mask_together(tmp_path):
     for _ in range(12):
         (a1, a2), mask = data[0]
         np.testing.assert_array_equal(a1, a2)
-        np.testing.assert_array_equal(a1[..., :1], mask)  # same transform, still binary
+        np.testing.assert_array_equal(a1[..., :1] // 255, mask)  # same transform, binary
         seen.add(mask.tobytes())
         data.on_epoch_end()
     assert len(seen) > 3
@@ -191,6 +205,8 @@ def test_16_bit_images_scale_by_65535(tmp_path):
     image = np.full((8, 8), 65535 // 5, np.uint16)
     write_sample(split, "a", image, image, np.zeros((8, 8), np.uint8))
     (t1, _), _ = PairedImageDataset(split, grayscale="keep")[0]
+    assert t1.dtype == np.uint16 and (t1 == 65535 // 5).all()
+    (t1, _), _ = PairedImageDataset(split, grayscale="keep", float_batches=True)[0]
     np.testing.assert_allclose(t1, 0.2, rtol=1e-6)
 
 
@@ -209,7 +225,7 @@ def test_multiband_geotiff_dataset(tmp_path):
     data = PairedImageDataset(tmp_path / "s", batch_size=2, bands=(4, 3, 2))
     (t1, _), mask = data[0]
     assert data.channels == 3 and t1.shape == (2, 8, 8, 3) and mask.shape == (2, 8, 8, 1)
-    assert t1.max() <= 9000 / 65535 + 1e-6
+    assert t1.dtype == np.uint16 and t1.max() < 9000
 
 
 def test_float_pixels_need_standardize(tmp_path):
@@ -388,3 +404,44 @@ def test_batch_arrays_are_reused_only_when_nothing_holds_them(split_dir):
     np.testing.assert_array_equal(view, kept_t2)
     first = data[1][0][0].ctypes.data
     assert data[1][0][0].ctypes.data == first  # recycled once released
+
+
+def test_mixed_bit_depths_name_the_file(tmp_path):
+    split = tmp_path / "s"
+    label = np.zeros((8, 8), np.uint8)
+    write_sample(split, "a", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), label)
+    wide = np.zeros((8, 8), np.uint16)
+    write_sample(split, "b", wide, wide, label)
+    data = PairedImageDataset(split, batch_size=2, grayscale="keep")
+    with pytest.raises(ImageReadError) as info:
+        data[0]
+    message = str(info.value)
+    assert "b.png: uint16 pixels" in message and "uint8" in message and "float_batches" in message
+    # Scaled to [0, 1] each by its own type, they batch together.
+    data = PairedImageDataset(split, batch_size=1, grayscale="keep", float_batches=True)
+    assert data[1][0][0].dtype == np.float32
+
+
+def test_direct_decoding_equals_the_general_path(tmp_path):
+    """Batches decoded straight into their arrays equal decoded-then-copied ones."""
+    rng = np.random.default_rng(0)
+    split = tmp_path / "s"
+    for stem in "abcde":
+        t1, t2 = (rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(2))
+        write_sample(split, stem, t1, t2, rng.integers(0, 2, (8, 8), dtype=np.uint8) * 255)
+    data = PairedImageDataset(split, batch_size=5)
+    (t1, t2), mask = data[0]
+    assert data._whole_raw_scenes()
+    for k in range(5):
+        a, b, m = data.read_pair(k)
+        np.testing.assert_array_equal(t1[k], a)
+        np.testing.assert_array_equal(t2[k], b)
+        np.testing.assert_array_equal(mask[k, ..., 0], m)
+
+
+def test_direct_path_still_reports_sizes_that_differ(tmp_path):
+    split = make_split(tmp_path / "s", count=3)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(split / "time2" / "00002.png")
+    data = PairedImageDataset(split, batch_size=3)
+    with pytest.raises(ImageReadError, match=r"00002.*sizes differ|sizes differ.*00002"):
+        data[0]

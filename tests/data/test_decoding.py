@@ -104,17 +104,36 @@ def test_to_unit_float():
         to_unit_float(np.array([0.5]))
 
 
-def png_16bit_rgb(path, array):
-    """Write an (H, W, 3) uint16 array as a 16-bit-per-channel RGB PNG (Pillow cannot)."""
-    height, width, _ = array.shape
-    big_endian = array.astype(">u2")
-    raw = b"".join(b"\x00" + big_endian[y].tobytes() for y in range(height))
+# Adam7 passes as (x0, y0, dx, dy).
+ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def write_png(path, array, interlace=False):
+    """Write (H, W[, C]) uint8 or uint16 pixels as a PNG, 8 or 16 bits per sample, by hand.
+
+    Pillow cannot write 16-bit colour PNGs or interlaced ones.
+    """
+    pixels = array if array.ndim == 3 else array[..., None]
+    height, width, bands = pixels.shape
+    depth = 16 if pixels.dtype == np.uint16 else 8
+    stored = pixels.astype(">u2" if depth == 16 else np.uint8)
+    images = [stored[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7] if interlace else [stored]
+    raw = b"".join(b"\x00" + part[y].tobytes() for part in images for y in range(part.shape[0]))
 
     def chunk(kind, data):
         crc = zlib.crc32(kind + data) & 0xFFFFFFFF
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[bands]
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, int(interlace))
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
@@ -122,6 +141,90 @@ def png_16bit_rgb(path, array):
         + chunk(b"IEND", b"")
     )
     return path
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3, 4])
+def test_16_bit_png_of_any_colour_type_reads_every_bit(tmp_path, bands, monkeypatch):
+    monkeypatch.setattr(decoding, "_warned_alpha", {str(tmp_path)})
+    array = np.random.default_rng(bands).integers(0, 65536, (5, 7, bands)).astype(np.uint16)
+    path = write_png(tmp_path / "w.png", array)
+    image = read_image(path, grayscale="keep")
+    assert image.dtype == np.uint16
+    np.testing.assert_array_equal(image, array[..., : 3 if bands >= 3 else 1])
+
+
+def test_interlaced_png_reads_and_16_bit_colour_is_refused_not_truncated(tmp_path):
+    array = np.random.default_rng(0).integers(0, 256, (13, 11, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(read_image(write_png(tmp_path / "i.png", array, True)), array)
+    path = write_png(tmp_path / "rgb16.png", np.full((2, 3, 3), 3000, np.uint16), True)
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: an interlaced 16-bit RGB PNG") and "TIFF" in message
+
+
+def pillow_kinds(rng):
+    """PNGs of every kind Pillow writes, as (name, Pillow image, save options)."""
+    rgb = Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))
+    rgba = Image.fromarray(rng.integers(0, 256, (6, 5, 4), dtype=np.uint8))
+    gray = Image.fromarray(rng.integers(0, 256, (6, 5), dtype=np.uint8))
+    return [
+        ("L", gray, {}),
+        ("RGB", rgb, {}),
+        ("RGBA", rgba, {}),
+        ("LA", rgba.convert("LA"), {}),
+        ("P", rgb.convert("P"), {}),
+        ("1", gray.convert("1"), {}),
+        ("I;16", Image.fromarray(rng.integers(0, 65536, (6, 5)).astype(np.uint16)), {}),
+        ("RGB+tRNS", rgb, {"transparency": (1, 2, 3)}),
+        ("L+tRNS", gray, {"transparency": 5}),
+    ]
+
+
+def refuse_pillow(*args, **kwargs):
+    raise AssertionError("Pillow used")
+
+
+def test_libpng_and_pillow_give_the_same_pixels(tmp_path, monkeypatch):
+    """Plain PNGs go to libpng, the rest to Pillow; both give what Pillow alone gives."""
+    monkeypatch.setattr(decoding, "_warned_alpha", {str(tmp_path)})
+    pillow_only = {"P", "1"}
+    for name, image, options in pillow_kinds(np.random.default_rng(3)):
+        path = tmp_path / "k.png"
+        image.save(path, **options)
+        expected = read_image(path, grayscale="keep")
+        expected_label = decoding.read_label_values(path)
+        with monkeypatch.context() as patch:
+            patch.setattr(decoding, "_decode_png", lambda path, data: None)
+            np.testing.assert_array_equal(read_image(path, grayscale="keep"), expected, name)
+            np.testing.assert_array_equal(decoding.read_label_values(path), expected_label)
+        with monkeypatch.context() as patch:
+            patch.setattr(decoding, "_open_pillow", refuse_pillow)
+            if name in pillow_only:
+                with pytest.raises(AssertionError):
+                    read_image(path)
+            else:
+                np.testing.assert_array_equal(read_image(path, grayscale="keep"), expected)
+
+
+def test_corrupt_png_data_error_names_the_file(tmp_path):
+    path = save(
+        tmp_path / "c.png", np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+    )
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0xFF  # inside the compressed pixel data
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"c\.png: cannot decode image"):
+        read_image(path)
+    with pytest.raises(ImageReadError, match=r"c\.png: cannot decode image"):
+        read_label(path)
+
+
+def test_jpeg_named_png_is_read_by_its_content(tmp_path):
+    array = np.full((8, 8, 3), 120, np.uint8)
+    path = tmp_path / "j.png"
+    Image.fromarray(array).save(path, format="JPEG", quality=95)
+    assert np.abs(read_image(path).astype(int) - 120).max() <= 2
 
 
 def test_grayscale_expanded_or_kept(tmp_path):
@@ -135,14 +238,6 @@ def test_grayscale_expanded_or_kept(tmp_path):
     Image.fromarray(wide).save(tmp_path / "w.png")
     kept = read_image(tmp_path / "w.png", grayscale="keep")
     assert kept.dtype == np.uint16 and kept.shape == (1, 2, 1)
-
-
-def test_16_bit_rgb_png_is_refused_not_truncated(tmp_path):
-    path = png_16bit_rgb(tmp_path / "rgb16.png", np.full((2, 3, 3), 3000, np.uint16))
-    with pytest.raises(ImageReadError) as info:
-        read_image(path)
-    message = str(info.value)
-    assert message.startswith(f"{path}: a 16-bit RGB PNG") and "TIFF" in message
 
 
 def test_bands_select_by_number_from_one(tmp_path):
@@ -236,3 +331,36 @@ def test_pixel_scale_refuses_types_without_a_maximum():
     assert pixel_scale(np.uint8) == 255 and pixel_scale(np.uint16) == 65535
     with pytest.raises(ImageReadError, match=r"s2\.tif: float32 pixels .*='standardize'"):
         pixel_scale(np.float32, "s2.tif")
+
+
+def test_transparent_colour_is_not_an_alpha_band(tmp_path, monkeypatch):
+    """A tRNS chunk (one colour marked transparent) adds no band and no alpha warning."""
+    monkeypatch.setattr(decoding, "_warned_alpha", set())
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "t.png", transparency=(1, 2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_image(tmp_path / "t.png"), rgb)
+
+
+def test_decode_into_fills_the_slot_or_returns_the_image(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    path = save(tmp_path / "a.png", rgb)
+    slot = np.zeros((6, 5, 3), np.uint8)
+    assert decoding.decode_into(path, slot) is None
+    np.testing.assert_array_equal(slot, rgb)
+    # Gray expanded to 3 bands cannot be decoded in place: decoded, then copied.
+    gray = rng.integers(0, 256, (6, 5), dtype=np.uint8)
+    assert decoding.decode_into(save(tmp_path / "g.png", gray), slot) is None
+    np.testing.assert_array_equal(slot, np.repeat(gray[..., None], 3, axis=-1))
+    kept = np.zeros((6, 5, 1), np.uint8)
+    assert decoding.decode_into(tmp_path / "g.png", kept, grayscale="keep") is None
+    np.testing.assert_array_equal(kept[..., 0], gray)
+    # Another size or type: the image comes back and the slot is untouched.
+    wrong = np.full((4, 5, 3), 7, np.uint8)
+    returned = decoding.decode_into(path, wrong)
+    np.testing.assert_array_equal(returned, rgb)
+    assert (wrong == 7).all()
+    wide = np.zeros((6, 5, 3), np.uint16)
+    assert decoding.decode_into(path, wide).dtype == np.uint8 and not wide.any()

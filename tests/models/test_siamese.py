@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -36,6 +37,31 @@ def test_any_input_size_is_padded_and_cropped_back(size):
     out = model.predict((x, x), verbose=0)
     assert out.shape == (2, *size, 1)
     assert ((out >= 0) & (out <= 1)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_integer_pixels_are_scaled_by_their_type_maximum(dtype, tmp_path):
+    """Integer batches (PairedImageDataset's) give what the scaled floats give."""
+    model = SiameseChangeModel(depth=2, filters=4)
+    rng = np.random.default_rng(0)
+    maximum = np.iinfo(dtype).max
+    t1, t2 = (rng.integers(0, maximum + 1, (2, 12, 12, 3)).astype(dtype) for _ in range(2))
+    floats = model.predict((t1 / np.float32(maximum), t2 / np.float32(maximum)), verbose=0)
+    np.testing.assert_allclose(model.predict((t1, t2), verbose=0), floats, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model((t1, t2))), floats, atol=1e-6)
+    # Unscaled, the same pixels as float32 0..max give another answer: scaling matters.
+    unscaled = model.predict((t1.astype(np.float32), t2.astype(np.float32)), verbose=0)
+    assert np.abs(unscaled - floats).max() > 1e-3
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict((t1, t2), verbose=0), floats, atol=1e-6)
+
+
+def test_signed_integer_pixels_are_refused():
+    model = SiameseChangeModel(depth=2, filters=4)
+    x = np.zeros((1, 8, 8, 3), np.int32)
+    with pytest.raises(TypeError, match="uint8 or uint16, got int32"):
+        model((x, x))
 
 
 def test_two_class_head_is_softmax():
