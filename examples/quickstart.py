@@ -31,8 +31,10 @@ if not (DATA / "synthetic.json").exists():
 train = PairedImageDataset(DATA / "train", batch_size=16, augment=True, shuffle=True, seed=0)
 val = PairedImageDataset(DATA / "val", batch_size=16)
 test = PairedImageDataset(DATA / "test", batch_size=16)
+# Images come as the files' own uint8 pixels, four times smaller than float32; the model
+# divides them by 255 in its first step. Masks are float32 0/1.
 (t1, t2), mask = train[0]
-print("A batch:", t1.shape, t2.shape, mask.shape)
+print("A batch:", t1.shape, t1.dtype, t2.shape, mask.shape, mask.dtype)
 
 # ## 2. Model
 # FC-Siam-diff: one encoder with shared weights runs on both dates, and the decoder sees the

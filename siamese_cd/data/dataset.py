@@ -588,8 +588,11 @@ class PairedImageDataset(keras.utils.PyDataset):
         return self._mean.astype(np.float32), self._std.astype(np.float32)
 
     def _fill(self, out: np.ndarray, image: np.ndarray, path: Path, rng=None) -> None:
-        """Write one date into a batch slot: copied into an integer slot (`raw_pixels`), or in
-        float32, jittered (given `rng`) and normalised."""
+        """Write one date into a batch slot.
+
+        An integer slot (`raw_pixels`) gets the pixels as stored; a float32 slot gets them
+        jittered (given `rng`) and normalised.
+        """
         if out.dtype != np.float32:
             if image.dtype != out.dtype:
                 raise ImageReadError(
@@ -690,8 +693,8 @@ class PairedImageDataset(keras.utils.PyDataset):
     def _direct_batch(self, samples: np.ndarray):
         """A batch of whole scenes decoded straight into the batch arrays where possible.
 
-        Returns None, having checked nothing, if a scene differs from the first one in size
-        or pixel type: the general path then reads the batch and reports what differs.
+        Returns None if a scene differs from the batch's first in size, bands or pixel type;
+        the general path then reads the batch again and reports what differs.
         """
         first = int(samples[0])
         t1, t2, mask = self.read_pair(first)  # checks that the three sizes agree

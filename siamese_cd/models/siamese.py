@@ -265,7 +265,8 @@ class SiameseChangeModel(keras.Model):
         """Export for serving; a SavedModel gets the endpoint ``serve(t1, t2)``.
 
         The SavedModel's ``serve`` function and its ``serving_default`` signature take float32
-        ``t1`` and ``t2`` of shape (B, H, W, in_channels), any H and W, and return
+        ``t1`` and ``t2`` of shape (B, H, W, in_channels), any H and W, normalised as in
+        training (pixels divided by 255 for 8-bit images), and return
         ``{"probability": (B, H, W, num_classes)}``. Other formats are Keras' own.
 
         Example:
