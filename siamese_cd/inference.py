@@ -23,7 +23,13 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from siamese_cd.data.decoding import image_size, pixel_scale, read_image, uses_rasterio
+from siamese_cd.data.decoding import (
+    as_float_pixels,
+    image_size,
+    pixel_scale,
+    read_image,
+    uses_rasterio,
+)
 from siamese_cd.data.pairing import pair_by_stem
 from siamese_cd.errors import ConfigError, ImageReadError
 from siamese_cd.losses import change_probability
@@ -76,9 +82,7 @@ class ArrayScene:
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         window = self.array[top : top + height, left : left + width]
-        if np.issubdtype(window.dtype, np.integer):
-            return window.astype(np.float32) / np.float32(np.iinfo(window.dtype).max)
-        return window.astype(np.float32, copy=False)
+        return as_float_pixels(window).astype(np.float32, copy=False)
 
 
 class FileScene:

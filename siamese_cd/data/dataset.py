@@ -108,6 +108,14 @@ def _shape_error(pair: Pair, shapes: Sequence[tuple[int, ...]]) -> ImageReadErro
     return ImageReadError(f"sample {pair.stem!r}: sizes differ: {listing}")
 
 
+def _pack(t1: np.ndarray, t2: np.ndarray, mask: np.ndarray | None) -> tuple:
+    """A batch as Keras reads it: ``((t1, t2), mask)``, or ``((t1, t2),)`` without labels."""
+    if mask is None:
+        # A 1-tuple, so Keras reads (t1, t2) as the inputs and not as (x, y).
+        return ((t1, t2),)
+    return (t1, t2), mask
+
+
 class PairedImageDataset(keras.utils.PyDataset):
     """Batches `((t1, t2), mask)` from a change-detection split, pairing files by name.
 
@@ -674,20 +682,16 @@ class PairedImageDataset(keras.utils.PyDataset):
             self._fill(t2_batch[k], t2, pair.t2, rng)
             if mask_batch is not None:
                 np.copyto(mask_batch[k, ..., 0], mask, casting="unsafe")
-        if mask_batch is None:
-            # A 1-tuple, so Keras reads (t1, t2) as the inputs and not as (x, y).
-            return ((t1_batch, t2_batch),)
-        return (t1_batch, t2_batch), mask_batch
+        return _pack(t1_batch, t2_batch, mask_batch)
+
+    def _whole_scenes(self) -> bool:
+        """Whether a sample is a whole scene as stored: no crop, tile or augmentation."""
+        return self.tiles is None and self.crop_size is None and self.augment is None
 
     def _whole_raw_scenes(self) -> bool:
         """Whether batches are whole scenes from files, pixels as stored (see `_direct_batch`)."""
         return (
-            self.cache is None
-            and self.tiles is None
-            and self.crop_size is None
-            and self.augment is None
-            and self.bands is None
-            and self.raw_pixels
+            self.cache is None and self._whole_scenes() and self.bands is None and self.raw_pixels
         )
 
     def _direct_batch(self, samples: np.ndarray):
@@ -696,43 +700,33 @@ class PairedImageDataset(keras.utils.PyDataset):
         Returns None if a scene differs from the batch's first in size, bands or pixel type;
         the general path then reads the batch again and reports what differs.
         """
-        first = int(samples[0])
-        t1, t2, mask = self.read_pair(first)  # checks that the three sizes agree
+        # The first scene is read whole: it gives the batch its shape (read_pair checks that
+        # its three sizes agree); the others are decoded into the slots it sized.
+        t1, t2, mask = self.read_pair(int(samples[0]))
         shape = t1.shape
+        if t2.shape != shape or t1.dtype != self.pixel_dtype or t2.dtype != t1.dtype:
+            return None
         t1_batch = self._buffers.get((len(samples), *shape), self.pixel_dtype)
         t2_batch = self._buffers.get((len(samples), *shape), self.pixel_dtype)
         mask_batch = self._buffers.get((len(samples), *shape[:2], 1)) if self.labelled else None
+        t1_batch[0], t2_batch[0] = t1, t2
         for k, scene in enumerate(samples):
             pair = self.pairs[int(scene)]
-            if k == 0:
-                if t2.shape != shape or t1.dtype != t1_batch.dtype or t2.dtype != t1.dtype:
-                    return None
-                t1_batch[0], t2_batch[0] = t1, t2
-            else:
-                images_left = [
-                    decode_into(path, batch[k], grayscale=self.grayscale)
-                    for path, batch in ((pair.t1, t1_batch), (pair.t2, t2_batch))
-                ]
-                if any(image is not None for image in images_left):
-                    return None
+            if k > 0:
+                for path, batch in ((pair.t1, t1_batch), (pair.t2, t2_batch)):
+                    if decode_into(path, batch[k], grayscale=self.grayscale) is not None:
+                        return None
                 if mask_batch is not None:
                     mask = read_label(pair.label, self.label_threshold)
             if mask_batch is not None:
                 if mask.shape != shape[:2]:
                     return None
                 np.copyto(mask_batch[k, ..., 0], mask, casting="unsafe")
-        if mask_batch is None:
-            return ((t1_batch, t2_batch),)
-        return (t1_batch, t2_batch), mask_batch
+        return _pack(t1_batch, t2_batch, mask_batch)
 
     def _whole_cached_scenes(self) -> bool:
         """Whether batches are whole scenes from the cache, as stored (no crop, tile, augment)."""
-        return (
-            self.cache is not None
-            and self.tiles is None
-            and self.crop_size is None
-            and self.augment is None
-        )
+        return self.cache is not None and self._whole_scenes()
 
     def _cached_batch(self, samples: np.ndarray):
         """A batch of same-size cached scenes: read straight into one array, scaled at once."""
@@ -751,11 +745,11 @@ class PairedImageDataset(keras.utils.PyDataset):
             t2_batch = self._buffers.get(image, self.pixel_dtype)
             self._fill(t1_batch, raw_t1, self.pairs[int(samples[0])].t1)
             self._fill(t2_batch, raw_t2, self.pairs[int(samples[0])].t2)
-        if not self.labelled:
-            return ((t1_batch, t2_batch),)
-        mask_batch = self._buffers.get((count, height, width, 1))
-        np.copyto(mask_batch[..., 0], raw_mask, casting="unsafe")
-        return (t1_batch, t2_batch), mask_batch
+        mask_batch = None
+        if self.labelled:
+            mask_batch = self._buffers.get((count, height, width, 1))
+            np.copyto(mask_batch[..., 0], raw_mask, casting="unsafe")
+        return _pack(t1_batch, t2_batch, mask_batch)
 
     def change_fraction(self, progress: bool = True) -> float:
         """Fraction of changed pixels over every sample's mask, read in one streaming pass.
