@@ -13,6 +13,7 @@ from keras import ops
 from siamese_cd.errors import ConfigError
 
 _EPSILON = 1e-7
+NORMALIZATIONS = ("pixels", "weights")
 
 
 def change_probability(y_pred):
@@ -41,30 +42,45 @@ def pos_weight_from_fraction(change_fraction: float) -> float:
 class WeightedBinaryCrossentropy(keras.losses.Loss):
     """Binary cross-entropy with the change class weighted by `pos_weight`.
 
-    ``loss = -(pos_weight * y * log(p) + (1 - y) * log(1 - p))``, averaged over pixels.
+    Per pixel, ``w * bce`` with ``w = pos_weight`` for change and 1 for no-change. The batch's
+    loss is either the mean over its pixels (``normalize="pixels"``, Keras's reduction), or
+    the sum divided by the batch's sum of weights (``normalize="weights"``), as the class
+    weighted NLL of the published PyTorch code does: there, a batch rich in change weighs no
+    more than one without.
 
     Args:
         pos_weight: weight of change pixels relative to no-change ones, or ``"auto"`` to take
             ``(1 - p) / p`` from the training set's change fraction ``p`` when
             `SiameseChangeModel.fit` starts (the class balance of the published training),
             whatever the input pipeline.
+        normalize: ``"pixels"`` or ``"weights"`` (see above).
         name: name of the loss.
         **kwargs: `reduction` or `dtype`, passed to `keras.losses.Loss`.
 
     Example:
         >>> import numpy as np
-        >>> loss = WeightedBinaryCrossentropy(pos_weight=4.0)
         >>> y = np.array([[1.0], [0.0]])
         >>> p = np.array([[0.5], [0.5]])
-        >>> round(float(loss(y, p)), 4)  # (4 * ln 2 + ln 2) / 2
+        >>> round(float(WeightedBinaryCrossentropy(4.0, "pixels")(y, p)), 4)  # (4 + 1) ln 2 / 2
         1.7329
+        >>> round(float(WeightedBinaryCrossentropy(4.0, "weights")(y, p)), 4)  # (4 + 1) ln 2 / 5
+        0.6931
     """
 
-    def __init__(self, pos_weight: float | str = "auto", name: str = "weighted_bce", **kwargs):
+    def __init__(
+        self,
+        pos_weight: float | str = "auto",
+        normalize: str = "pixels",
+        name: str = "weighted_bce",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         if pos_weight != "auto" and not float(pos_weight) > 0:
             raise ConfigError(f"pos_weight must be positive or 'auto', got {pos_weight!r}")
+        if normalize not in NORMALIZATIONS:
+            raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
         self.pos_weight = pos_weight if pos_weight == "auto" else float(pos_weight)
+        self.normalize = normalize
 
     @property
     def auto_pending(self) -> bool:
@@ -81,11 +97,17 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
             )
         p = ops.clip(change_probability(y_pred), _EPSILON, 1 - _EPSILON)
         y = ops.cast(y_true, p.dtype)
-        loss = -(self.pos_weight * y * ops.log(p) + (1 - y) * ops.log(1 - p))
+        weight = 1 + (self.pos_weight - 1) * y
+        loss = -weight * (y * ops.log(p) + (1 - y) * ops.log(1 - p))
+        if self.normalize == "weights":
+            # Keras's reduction divides by the pixel count; rescaling by count / sum(weights)
+            # turns that mean into sum(loss) / sum(weights).
+            count = ops.cast(ops.size(weight), p.dtype)
+            loss = loss * ops.stop_gradient(count / ops.sum(weight))
         return ops.squeeze(loss, axis=-1)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "pos_weight": self.pos_weight}
+        return {**super().get_config(), "pos_weight": self.pos_weight, "normalize": self.normalize}
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")

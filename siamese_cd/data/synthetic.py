@@ -246,12 +246,16 @@ def _sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_pair(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_pair(
+    rng: np.random.Generator, size: int, change_rate: tuple[float, float] = (0.4, 0.9)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one bi-temporal scene and its change mask.
 
     Args:
         rng: Source of randomness; the output depends only on its state and ``size``.
         size: Height and width of the images in pixels (at least 8).
+        change_rate: range of the chance, drawn once per scene, that a building appears or
+            vanishes; lower values make change rarer (real benchmarks have a few percent).
 
     Returns:
         ``(t1, t2, label)``: two ``uint8`` arrays of shape ``(size, size, 3)`` and a ``uint8``
@@ -288,7 +292,7 @@ def render_pair(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     buildings = _place_buildings(rng, side, size, occupied)
 
     if changed:
-        p_change = rng.uniform(0.4, 0.9)
+        p_change = rng.uniform(*change_rate)
         for b in buildings:
             if rng.random() < p_change:
                 if rng.random() < 0.5:

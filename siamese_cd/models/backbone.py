@@ -13,7 +13,7 @@ import keras
 from keras import layers, ops
 
 from siamese_cd.errors import ConfigError
-from siamese_cd.models.blocks import CropLike, PadToMultiple, build_encoder, decode
+from siamese_cd.models.blocks import INITS, CropLike, PadToMultiple, build_encoder, decode
 
 VARIANTS = ("diff", "conc", "ef")
 
@@ -57,8 +57,12 @@ def resolve_convs(convs_per_level: int | Sequence[int] | None, depth: int) -> li
     return convs
 
 
-def check_architecture(variant: str, depth: int, num_classes: int, dropout: float, bands: int):
+def check_architecture(
+    variant: str, depth: int, num_classes: int, dropout: float, bands: int, init: str = "glorot"
+) -> None:
     """Refuse settings the architecture cannot take, with the setting named."""
+    if init not in INITS:
+        raise ConfigError(f"init must be one of {INITS}, got {init!r}")
     if variant not in VARIANTS:
         raise ConfigError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if not 2 <= depth <= 6:
@@ -93,6 +97,7 @@ class FCSiamBackbone(keras.Model):
         batch_norm: BatchNorm after each conv.
         in_channels: bands per image.
         num_classes: channels of the logits.
+        init: ``"glorot"`` (Keras) or ``"torch"`` (PyTorch) initialisation of the convs.
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
 
     Example:
@@ -113,6 +118,7 @@ class FCSiamBackbone(keras.Model):
         batch_norm: bool,
         in_channels: int,
         num_classes: int,
+        init: str = "glorot",
         **kwargs,
     ):
         kwargs.setdefault("name", "backbone")
@@ -123,11 +129,11 @@ class FCSiamBackbone(keras.Model):
         p1, p2 = pad(t1), pad(t2)
         if variant == "ef":
             stacked = layers.Concatenate(name="early_fusion")([p1, p2])
-            encoder = build_encoder(2 * in_channels, widths, convs, dropout, batch_norm)
+            encoder = build_encoder(2 * in_channels, widths, convs, dropout, batch_norm, init=init)
             *skips, bottleneck = encoder(stacked)
             skip_groups = [[s] for s in skips]
         else:
-            encoder = build_encoder(in_channels, widths, convs, dropout, batch_norm)
+            encoder = build_encoder(in_channels, widths, convs, dropout, batch_norm, init=init)
             *skips1, _ = encoder(p1)
             *skips2, bottleneck = encoder(p2)
             if variant == "diff":
@@ -137,7 +143,9 @@ class FCSiamBackbone(keras.Model):
                 ]
             else:
                 skip_groups = [[a, b] for a, b in zip(skips1, skips2)]
-        logits = decode(bottleneck, skip_groups, widths, convs, dropout, batch_norm, num_classes)
+        logits = decode(
+            bottleneck, skip_groups, widths, convs, dropout, batch_norm, num_classes, init
+        )
         logits = CropLike(name="crop", dtype="float32")([logits, t1])
         super().__init__(inputs=(t1, t2), outputs=logits, **kwargs)
 
@@ -150,6 +158,7 @@ class FCSiamBackbone(keras.Model):
         self.batch_norm = batch_norm
         self.in_channels = in_channels
         self.num_classes = num_classes
+        self.init = init
 
     def get_config(self) -> dict:
         return {
@@ -163,6 +172,7 @@ class FCSiamBackbone(keras.Model):
             "batch_norm": self.batch_norm,
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
+            "init": self.init,
         }
 
     @classmethod

@@ -5,10 +5,38 @@ Everything here is `keras.layers` and `keras.ops`, so the networks stay backend-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
 from keras import layers, ops
+
+INITS = ("glorot", "torch")
+
+
+def initializers(init: str, fan_in: int) -> dict:
+    """Initializer arguments of a conv layer: Keras's defaults, or PyTorch's.
+
+    ``"glorot"``: Glorot-uniform kernels, zero biases (Keras). ``"torch"``: kernels and biases
+    from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as `torch.nn.Conv2d` initialises them (kaiming
+    uniform with a = sqrt(5)) in the published code.
+
+    Example:
+        >>> initializers("glorot", 27)
+        {}
+        >>> sorted(initializers("torch", 27))
+        ['bias_initializer', 'kernel_initializer']
+    """
+    if init == "glorot":
+        return {}
+    if init != "torch":
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    bound = 1 / math.sqrt(fan_in)
+    return {
+        # limit sqrt(3 * scale / fan_in) = 1 / sqrt(fan_in)
+        "kernel_initializer": keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound),
+    }
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")
@@ -54,9 +82,13 @@ class CropLike(layers.Layer):
         return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
 
 
-def conv_unit(x, filters: int, dropout: float, batch_norm: bool, name: str):  # -> KerasTensor
+def conv_unit(
+    x, filters: int, dropout: float, batch_norm: bool, name: str, init: str = "glorot"
+):  # -> KerasTensor
     """3x3 'same' conv, then BatchNorm, ReLU and spatial dropout, as in the published networks."""
-    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", name=f"{name}_conv", **initializers(init, 9 * x.shape[-1])
+    )(x)
     if batch_norm:
         # PyTorch's defaults, as in the published networks: moving statistics follow the
         # batches at 0.1 per step (Keras' 0.99 momentum lags for many epochs on small sets).
@@ -74,6 +106,7 @@ def build_encoder(
     dropout: float,
     batch_norm: bool,
     name: str = "encoder",
+    init: str = "glorot",
 ) -> keras.Model:
     """The contracting path as a model of its own, so a siamese network can share its weights.
 
@@ -85,7 +118,7 @@ def build_encoder(
     x, skips = image, []
     for level, (width, convs) in enumerate(zip(widths, convs_per_level), start=1):
         for k in range(1, convs + 1):
-            x = conv_unit(x, width, dropout, batch_norm, f"enc{level}_{k}")
+            x = conv_unit(x, width, dropout, batch_norm, f"enc{level}_{k}", init)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
     return keras.Model(image, [*skips, x], name=name)
@@ -99,6 +132,7 @@ def decode(
     dropout: float,
     batch_norm: bool,
     head_channels: int,
+    init: str = "glorot",
 ):  # -> KerasTensor
     """The expanding path: per level, deepest first, upsample, concatenate the skips, convolve.
 
@@ -114,11 +148,20 @@ def decode(
         dropout: spatial dropout rate after each conv unit.
         batch_norm: use BatchNorm in conv units.
         head_channels: channels of the logits.
+        init: ``"glorot"`` or ``"torch"`` initialisation (see `initializers`).
     """
     depth = len(widths)
     for level in range(depth, 0, -1):
         channels = x.shape[-1]
-        x = layers.Conv2DTranspose(channels, 3, strides=2, padding="same", name=f"dec{level}_up")(x)
+        # PyTorch counts a transposed conv's fan-in on its output channels; equal here.
+        x = layers.Conv2DTranspose(
+            channels,
+            3,
+            strides=2,
+            padding="same",
+            name=f"dec{level}_up",
+            **initializers(init, 9 * channels),
+        )(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, *skips[level - 1]])
         convs = convs_per_level[level - 1]
         for k in range(1, convs + 1):
@@ -126,8 +169,13 @@ def decode(
             if last and level == 1:
                 # Logits in float32, so mixed precision keeps a stable head.
                 return layers.Conv2D(
-                    head_channels, 3, padding="same", name="head", dtype="float32"
+                    head_channels,
+                    3,
+                    padding="same",
+                    name="head",
+                    dtype="float32",
+                    **initializers(init, 9 * x.shape[-1]),
                 )(x)
             width = widths[level - 2] if last else widths[level - 1]
-            x = conv_unit(x, width, dropout, batch_norm, f"dec{level}_{k}")
+            x = conv_unit(x, width, dropout, batch_norm, f"dec{level}_{k}", init)
     raise AssertionError("unreachable: level 1 returns the head")

@@ -90,6 +90,8 @@ class SiameseChangeModel(keras.Model):
         threshold: probability at or above which a pixel counts as change in the metrics.
         preprocessing: ``"auto"`` (default), ``"unit"``, ``"standardize"``, or a config from
             `siamese_cd.models.preprocessing.preprocessing_config`.
+        init: ``"glorot"`` (Keras's Glorot-uniform kernels, zero biases) or ``"torch"``
+            (kernels and biases from U(±1/sqrt(fan_in)), as the published PyTorch code).
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
 
     Example:
@@ -119,16 +121,17 @@ class SiameseChangeModel(keras.Model):
         num_classes: int = 1,
         threshold: float = 0.5,
         preprocessing: str | dict = "auto",
+        init: str = "glorot",
         **kwargs,
     ):
-        check_architecture(variant, depth, num_classes, dropout, in_channels)
+        check_architecture(variant, depth, num_classes, dropout, in_channels, init)
         widths = resolve_widths(filters, depth)
         convs = resolve_convs(convs_per_level, depth)
 
         # === Layers ===
         preprocessor = _make_preprocessor(preprocessing, in_channels)
         backbone = FCSiamBackbone(
-            variant, depth, widths, convs, dropout, batch_norm, in_channels, num_classes
+            variant, depth, widths, convs, dropout, batch_norm, in_channels, num_classes, init
         )
         activation = "sigmoid" if num_classes == 1 else "softmax"
         head = layers.Activation(activation, dtype="float32", name="probability")
@@ -154,6 +157,7 @@ class SiameseChangeModel(keras.Model):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.threshold = threshold
+        self.init = init
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.change_metrics = ChangeMetrics(threshold=threshold)
         self._extra_metrics: list[keras.metrics.Metric] = []
@@ -172,6 +176,7 @@ class SiameseChangeModel(keras.Model):
             "num_classes": self.num_classes,
             "threshold": self.threshold,
             "preprocessing": self.preprocessor.get_config(),
+            "init": self.init,
         }
 
     @classmethod
@@ -270,6 +275,16 @@ class SiameseChangeModel(keras.Model):
             if hasattr(callback, "attach_to"):
                 callback.attach_to(callbacks)
         return super().fit(x, y, *args, **kwargs)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Use `threshold` for the change decision of the metrics, `evaluate` and `predict`
+        tools, and store it with the model (e.g. from `models.threshold.choose_threshold`)."""
+        if not 0 < threshold < 1:
+            raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
+        self.threshold = float(threshold)
+        self.change_metrics.threshold = self.threshold
+        # The compiled steps captured the old value; let Keras trace them again.
+        self.train_function = self.test_function = self.predict_function = None
 
     def _check_ready(self) -> None:
         if self.preprocessor.pending:
