@@ -35,7 +35,7 @@ from siamese_cd.data.decoding import (
     uses_rasterio,
 )
 from siamese_cd.data.pairing import Pair, PairList, pair_by_stem, pair_split, pairs_from_csv
-from siamese_cd.data.tiling import TileIndex, as_size, center_window, random_window
+from siamese_cd.data.windows import TileIndex, as_size, center_window, random_window
 from siamese_cd.errors import DatasetError, ImageReadError
 
 NORMALIZATIONS = ("unit", "standardize")

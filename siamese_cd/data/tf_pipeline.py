@@ -4,7 +4,7 @@ This is the only data module that uses TensorFlow. Only file paths enter the gra
 protobuf limit), the path list is shuffled rather than pixels, and PNG, JPEG and BMP files are
 decoded by TensorFlow in a parallel map. Every step mirrors the NumPy path in `dataset.py`:
 band handling as `decoding.read_image`, label binarisation as `decoding.binarize_label`, tiles as
-`tiling.tile_starts`, normalisation as `PairedImageDataset._fill`; the tests compare the two.
+`windows.tile_starts`, normalisation as `PairedImageDataset._fill`; the tests compare the two.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _label(values: tf.Tensor, lossy: tf.Tensor, threshold: int) -> tf.Tensor:
 
 
 def _tile_windows(height, width, tile, stride):
-    """Tops and lefts of the tiles of a scene, as `tiling.tile_starts` gives them."""
+    """Tops and lefts of the tiles of a scene, as `windows.tile_starts` gives them."""
 
     def starts(length, size, step):
         count = (length - size + step - 1) // step + 1
