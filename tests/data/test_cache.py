@@ -7,7 +7,7 @@ import pytest
 from siamese_cd.data.cache import DATA_NAME, INDEX_NAME, META_NAME
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError
-from tests.conftest import count_decodes, make_split, write_sample
+from tests.fakes import count_decodes, make_split, write_sample
 
 
 def test_cache_store_is_written_once_and_reads_back_the_same(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from PIL import Image
 from siamese_cd.data.augment import Augment
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError, ImageReadError
-from tests.conftest import count_decodes, make_split, write_geotiff, write_sample
+from tests.fakes import count_decodes, make_split, write_geotiff, write_sample
 
 
 def index_of(t1_batch):

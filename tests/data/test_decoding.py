@@ -16,7 +16,7 @@ from siamese_cd.data.decoding import (
     to_unit_float,
 )
 from siamese_cd.errors import DatasetError, ImageReadError
-from tests.conftest import write_geotiff
+from tests.fakes import write_geotiff
 
 
 def save(path, array, mode=None):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from siamese_cd.data.augment import Augment
 from siamese_cd.data.dataset import PairedImageDataset
-from tests.conftest import make_split, write_geotiff, write_sample
+from tests.fakes import make_split, write_geotiff, write_sample
 
 
 def flatten(batch):
