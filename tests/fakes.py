@@ -85,14 +85,16 @@ def write_geotiff(path: Path, array: np.ndarray) -> Path:
 def count_decodes(monkeypatch) -> list:
     """Record every image file the dataset decodes; returns the (growing) list of paths."""
     from siamese_cd.data import dataset as dataset_module
+    from siamese_cd.data import source as source_module
 
     calls = []
-    for name in ("read_image", "decode_into"):  # decode_into decodes into a batch slot
-        original = getattr(dataset_module, name)
+    # read_image reads samples; decode_into decodes straight into a batch slot.
+    for module, name in ((source_module, "read_image"), (dataset_module, "decode_into")):
+        original = getattr(module, name)
 
         def counting(path, *args, _original=original, **options):
             calls.append(path)
             return _original(path, *args, **options)
 
-        monkeypatch.setattr(dataset_module, name, counting)
+        monkeypatch.setattr(module, name, counting)
     return calls

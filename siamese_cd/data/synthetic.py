@@ -15,7 +15,11 @@ Layout written by :func:`make_synthetic_dataset`::
 Example:
     >>> import numpy as np
     >>> from siamese_cd.data.synthetic import make_synthetic_dataset, render_pair
-    >>> out = make_synthetic_dataset("data/synthetic", train=1000, val=100, test=200, size=64)
+    >>> import tempfile
+    >>> out = make_synthetic_dataset(tempfile.mkdtemp(), train=2, val=1, test=1, size=32,
+    ...                              progress=False)
+    >>> sorted(p.name for p in (out / "train" / "time1").iterdir())
+    ['00000.png', '00001.png']
     >>> t1, t2, label = render_pair(np.random.default_rng(0), 64)
     >>> t1.shape, t2.shape, label.shape
     ((64, 64, 3), (64, 64, 3), (64, 64))
