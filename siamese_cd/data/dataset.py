@@ -182,15 +182,9 @@ class PairedImageDataset(keras.utils.PyDataset):
             # Reading an un-augmented cache is a copy: one thread keeps up, and more only
             # contend for the GIL and the cores the model needs.
             workers = 1 if cache_dir is not None and not augment else default_workers()
-        super().__init__(
-            workers=workers,
-            use_multiprocessing=use_multiprocessing,
-            max_queue_size=max_queue_size,
-        )
+        super().__init__(workers, use_multiprocessing, max_queue_size)
         if batch_size < 1:
             raise DatasetError(f"batch_size must be at least 1, got {batch_size}")
-        if augment is not None and not isinstance(augment, (bool, Augment)):
-            raise DatasetError(f"augment must be True, False or an Augment, got {augment!r}")
         pairs = _read_pairs(root, t1_dir, t2_dir, label_dir, on_missing)
         self.root = Path(root) if root is not None else None
         self.source = SampleSource(
@@ -208,23 +202,30 @@ class PairedImageDataset(keras.utils.PyDataset):
         )
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.augment: Augment | None = Augment() if augment is True else (augment or None)
+        self.augment = self._check_augment(augment)
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
         self.progress = progress
         self._change_fraction: float | None = None
         self._generation = 0
         # Enough arrays for every batch Keras keeps in flight: queued, being made, being used.
         self._buffers = BatchBuffers(3 * (self.max_queue_size + self.workers + 3))
-        if self.augment is not None and self.augment.radiometric:
-            pixel_scale(self.source.dtype, pairs[0].t1)  # 8- or 16-bit pixels, or a clear error
-        if self.augment is not None and self.augment.needs_rgb and self.channels != 3:
-            raise DatasetError(
-                f"{pairs[0].t1}: Augment hue/saturation need 3-band images, these have "
-                f"{self.channels}"
-            )
         self._order = np.arange(self.num_samples)
         if shuffle:
             self._reshuffle()
+
+    def _check_augment(self, augment: bool | Augment | None) -> Augment | None:
+        """The `Augment` to use, checked against the split's pixels."""
+        if augment is not None and not isinstance(augment, (bool, Augment)):
+            raise DatasetError(f"augment must be True, False or an Augment, got {augment!r}")
+        augment = Augment() if augment is True else (augment or None)
+        if augment is not None and augment.radiometric:
+            pixel_scale(self.source.dtype, self.pairs[0].t1)  # 8 or 16 bits, or a clear error
+        if augment is not None and augment.needs_rgb and self.channels != 3:
+            raise DatasetError(
+                f"{self.pairs[0].t1}: Augment hue/saturation need 3-band images, these have "
+                f"{self.channels}"
+            )
+        return augment
 
     # -- description (the source's, read through) -----------------------------------------------
 
