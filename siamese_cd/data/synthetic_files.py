@@ -56,7 +56,7 @@ def write_geotiff(path: Path, array: np.ndarray, origin: tuple[float, float]) ->
     """Write (H, W, C) pixels as a GeoTIFF on a 10 m UTM grid whose corner is `origin`."""
     try:
         import rasterio
-        from rasterio.transform import from_origin
+        from rasterio.transform import Affine
     except ImportError as error:
         raise DatasetError(
             f"{path}: writing GeoTIFFs needs rasterio; pip install 'siamese_cd[geo]'"
@@ -64,7 +64,8 @@ def write_geotiff(path: Path, array: np.ndarray, origin: tuple[float, float]) ->
     height, width, count = array.shape
     profile = {"driver": "GTiff", "height": height, "width": width, "count": count}
     profile |= {"dtype": array.dtype.name, "crs": CRS}
-    profile["transform"] = from_origin(*origin, PIXEL_METRES, PIXEL_METRES)
+    west, north = origin
+    profile["transform"] = Affine(PIXEL_METRES, 0.0, west, 0.0, -PIXEL_METRES, north)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.moveaxis(array, -1, 0))
 
