@@ -21,7 +21,7 @@ from `PairedImageDataset` (c, d, e), which `SiameseChangeModel` scales in its fi
   as ``Model.fit`` drives it (one ``next(iterator)`` per step): ``PyDatasetAdapter`` with the
   dataset's worker threads (``OrderedEnqueuer``) feeding ``tf.data.Dataset.from_generator``.
   No model runs, so only the input pipeline is timed. A diagnostic row repeats it with
-  ``float_batches=True`` (float32 images in [0, 1]).
+  radiometric augmentation (``Augment(brightness=0.1)``: float32 images in raw units).
 - (d) ``PairedImageDataset(shuffle=True).as_tf_dataset()``.
 - (e) ``PairedImageDataset(shuffle=True, cache_dir=...)``: the decoded cache, built once
   beforehand (build time and memory are reported separately), read the ``fit`` way as in (c)
@@ -55,7 +55,7 @@ METHODS = {
     "b": "(b) tf.data: decode_png, parallel map",
     "b-u8": "(b) diagnostic: same, images left uint8",
     "c": "(c) PairedImageDataset, fit path (threads)",
-    "c-f32": "(c) diagnostic: same with float_batches=True",
+    "c-jit": "(c) diagnostic: same with brightness jitter (float32)",
     "d": "(d) PairedImageDataset.as_tf_dataset()",
     "e": "(e) decoded cache, fit path (threads)",
     "e-tf": "(e) decoded cache, as_tf_dataset()",
@@ -177,7 +177,7 @@ def run_method(method: str, split: Path, batch_size: int, epochs: int, cache_dir
             "pairs": len(data.pairs),
         }
 
-    fit_path = method in ("c", "c-f32", "e")
+    fit_path = method in ("c", "c-jit", "e")
     if method == "a":
         ds = build_seed_style(split, batch_size)
     elif method == "b":
@@ -186,8 +186,10 @@ def run_method(method: str, split: Path, batch_size: int, epochs: int, cache_dir
         ds = build_tf_baseline(split, batch_size, scale=False)
     elif method == "c":
         ds = dataset()
-    elif method == "c-f32":
-        ds = dataset(float_batches=True)
+    elif method == "c-jit":
+        from siamese_cd.data.augment import Augment
+
+        ds = dataset(augment=Augment(flip=False, rotate=False, brightness=0.1))
     elif method == "d":
         ds = dataset().as_tf_dataset()
     elif method == "e":

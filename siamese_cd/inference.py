@@ -15,7 +15,7 @@ format allows it).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from siamese_cd.data.decoding import (
     uses_rasterio,
 )
 from siamese_cd.data.pairing import pair_by_stem
+from siamese_cd.data.windows import windows
 from siamese_cd.errors import ConfigError, ImageReadError
 from siamese_cd.losses import change_probability
 
@@ -168,15 +169,6 @@ def check_scenes(scene1, scene2, model=None) -> None:
             )
 
 
-def window_starts(size: int, tile: int, stride: int) -> list[int]:
-    """Starts of windows of length `tile` covering [0, size): every `stride`, the last one
-    flush with the end."""
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
-
-
 def ramp(length: int, overlap: int, fade_start: bool, fade_end: bool) -> np.ndarray:
     """1-D blending weights of a window: 0 over the outer quarter of the overlap, then linear
     to 1 over its middle half, on each side that meets another window."""
@@ -190,16 +182,6 @@ def ramp(length: int, overlap: int, fade_start: bool, fade_end: bool) -> np.ndar
     if fade_end:
         weights = np.minimum(weights, rising[::-1])
     return weights
-
-
-def windows(
-    height: int, width: int, tile: int, overlap: int
-) -> Iterator[tuple[int, int, int, int]]:
-    """(top, left, height, width) of the windows covering a scene, row by row."""
-    stride = tile - overlap
-    for top in window_starts(height, tile, stride):
-        for left in window_starts(width, tile, stride):
-            yield top, left, min(tile, height), min(tile, width)
 
 
 def predict_scene(

@@ -9,7 +9,7 @@ from siamese_cd.callbacks import MaskImageLogger, select_samples
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError
 from siamese_cd.models.siamese import SiameseChangeModel
-from tests.conftest import make_split
+from tests.fakes import make_split
 
 
 def read_images(run_dir):

@@ -8,7 +8,7 @@ from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.cli import main
 from siamese_cd.errors import DatasetError
 from siamese_cd.evaluation import evaluate
-from tests.conftest import write_sample
+from tests.fakes import write_sample
 
 
 class RedChannelOracle:

@@ -8,7 +8,6 @@ from siamese_cd.inference import (
     predict_folders,
     predict_scene,
     ramp,
-    window_starts,
 )
 
 
@@ -24,13 +23,6 @@ def random_model(depth=2, seed=0):
 
 def whole_image(model, t1, t2):
     return model.predict_on_batch((t1[None], t2[None]))[0, ..., 0]
-
-
-def test_window_starts_cover_the_scene_and_end_flush():
-    assert window_starts(100, 64, 32) == [0, 32, 36]
-    assert window_starts(64, 64, 32) == [0]
-    assert window_starts(40, 64, 32) == [0]
-    assert window_starts(1000, 256, 192) == [0, 192, 384, 576, 744]
 
 
 def test_ramp_is_zero_near_shared_edges_and_one_at_scene_edges():

@@ -4,8 +4,10 @@ Geometric transforms (flips, 90-degree rotations, an optional zoom) are applied 
 both dates and the mask, so the change stays where it was; masks are only permuted or resampled
 by nearest neighbour, never interpolated, so they stay exactly binary. Radiometric jitter
 (brightness, contrast, gamma, hue, saturation, noise) is drawn independently for each date, as
-two acquisitions differ in light and sensor. A date swap exchanges t1 and t2, which leaves a
-binary change mask unchanged.
+two acquisitions differ in light and sensor. It works in raw pixel units: 8- or 16-bit pixels are
+divided by their type's maximum (`decoding.pixel_scale`), jittered in [0, 1] and multiplied back,
+so the result is float32 in the files' own range (0..255 for 8-bit data). A date swap exchanges
+t1 and t2, which leaves a binary change mask unchanged.
 
 Every draw comes from the `numpy.random.Generator` passed in, so a seeded generator gives the
 same result each time.
@@ -14,6 +16,8 @@ same result each time.
 from __future__ import annotations
 
 import numpy as np
+
+from siamese_cd.data.decoding import pixel_scale
 
 # RGB <-> YIQ, where a hue shift is a rotation of the (I, Q) plane.
 _RGB_TO_YIQ = np.array(
@@ -54,9 +58,11 @@ class Augment:
 
     Geometric parts act on t1, t2 and the mask together. Rotations by 90 and 270 degrees are
     used only on square samples, so that every sample of a batch keeps its shape. Radiometric
-    parts act on each date separately, on pixels scaled to [0, 1], and the result is clipped to
-    [0, 1]; `hue` and `saturation` need 3-band (RGB) images. All parts are off at 0 or None,
-    except flips and rotations, which are the augmentations of the published FC-Siam training.
+    parts act on each date separately; their amounts are fractions of the pixel type's range
+    (``brightness=0.1`` shifts 8-bit pixels by up to 25.5), and the result is float32 clipped
+    to that range. They need 8- or 16-bit images; `hue` and `saturation` need 3 bands (RGB).
+    All parts are off at 0 or None, except flips and rotations, which are the augmentations
+    of the published FC-Siam training.
 
     Args:
         flip: flip left-right and up-down, each with probability 0.5.
@@ -84,6 +90,10 @@ class Augment:
         >>> image = np.full((8, 8, 3), 0.5, np.float32)
         >>> strong.jitter(image, rng).dtype
         dtype('float32')
+        >>> raw = np.full((8, 8, 3), 200, np.uint8)
+        >>> b1, b2, m = strong.apply(raw, raw, mask, rng)  # raw units: floats in 0..255
+        >>> b1.dtype, bool(b1.max() > 1 and b1.max() <= 255)
+        (dtype('float32'), True)
     """
 
     def __init__(
@@ -129,7 +139,7 @@ class Augment:
 
     @property
     def radiometric(self) -> bool:
-        """Whether any radiometric part is on (they need pixels scaled to [0, 1])."""
+        """Whether any radiometric part is on (its batches are then float32, in raw units)."""
         return any(
             (self.brightness, self.contrast, self.gamma, self.hue, self.saturation, self.noise)
         )
@@ -181,6 +191,52 @@ class Augment:
             arrays[0], arrays[1] = arrays[1], arrays[0]
         arrays = [np.ascontiguousarray(a) for a in arrays]
         return arrays[0], arrays[1], arrays[2] if mask is not None else None
+
+    def apply(
+        self,
+        t1: np.ndarray,
+        t2: np.ndarray,
+        mask: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The whole augmentation of a sample: `__call__`, then radiometric jitter per date.
+
+        Returns:
+            ``(t1, t2, mask)``; the images float32 in raw units when a radiometric part is on,
+            otherwise in their input type.
+
+        Raises:
+            ImageReadError: if a radiometric part is on and the pixels are not 8 or 16-bit.
+        """
+        t1, t2, mask = self(t1, t2, mask, rng)
+        if self.radiometric:
+            t1, t2 = self.jitter_raw(t1, rng), self.jitter_raw(t2, rng)
+        return t1, t2, mask
+
+    def jitter_raw(
+        self,
+        image: np.ndarray,
+        rng: np.random.Generator,
+        out: np.ndarray | None = None,
+        path=None,
+    ) -> np.ndarray:
+        """The radiometric parts on raw 8- or 16-bit pixels, giving float32 in the same range.
+
+        Args:
+            image: (H, W, C) uint8 or uint16 image.
+            rng: the source of randomness.
+            out: float32 array of the image's shape to write into; None makes one.
+            path: the image's file, named by the error.
+
+        Raises:
+            ImageReadError: if the pixels have no fixed maximum (e.g. float32).
+        """
+        scale = np.float32(pixel_scale(image.dtype, path))
+        out = np.empty(image.shape, np.float32) if out is None else out
+        np.divide(image, scale, out=out, dtype=np.float32)
+        self.jitter(out, rng)
+        out *= scale
+        return out
 
     def jitter(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Apply the radiometric parts, in place, to one date scaled to [0, 1].

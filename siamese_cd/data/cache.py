@@ -97,9 +97,22 @@ class DecodedCache:
     Use `DecodedCache.open_or_build`; `PairedImageDataset(cache_dir=...)` does it for you.
 
     Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from siamese_cd.data.pairing import Pair
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> pairs = [Pair("a", folder / "a1.png", folder / "a2.png", None)]
+        >>> for path in pairs[0].files()[:2]:
+        ...     path[1].write_bytes(b"stand-in")  # the fingerprint reads sizes and times
+        8
+        8
+        >>> def read_pair(i):
+        ...     return np.zeros((4, 4, 3), np.uint8), np.ones((4, 4, 3), np.uint8), None
         >>> cache = DecodedCache.open_or_build(
-        ...     "/tmp/cache", pairs, read_pair, options={}, name="train")  # doctest: +SKIP
-        >>> t1, t2, mask = cache.read(0)  # doctest: +SKIP
+        ...     folder / "cache", pairs, read_pair, options={}, name="train", progress=False)
+        >>> t1, t2, mask = cache.read(0)
+        >>> t1.shape, int(t2.max()), mask
+        ((4, 4, 3), 1, None)
     """
 
     def __init__(self, directory: str | Path):

@@ -10,10 +10,13 @@ reducing RGB to its brightest band. JPEG labels are noisy by nature, so values w
 `JPEG_TOLERANCE` of 0 or of the maximum are accepted for them.
 
 Example:
-    >>> report = check_dataset("data/LEVIR-CD")  # doctest: +SKIP
-    >>> report.ok, [s.name for s in report.splits]  # doctest: +SKIP
+    >>> import tempfile
+    >>> from siamese_cd.data.synthetic import make_synthetic_dataset
+    >>> data = make_synthetic_dataset(tempfile.mkdtemp(), train=2, val=1, test=1, size=32,
+    ...                               progress=False)
+    >>> report = check_dataset(data, progress=False)
+    >>> report.ok, [s.name for s in report.splits]
     (True, ['test', 'train', 'val'])
-    >>> print(report.format())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -75,10 +78,16 @@ class CheckReport:
     """The result of `check_dataset`: per-split summaries and every problem found.
 
     Example:
-        >>> report = check_dataset("data/CDD")  # doctest: +SKIP
-        >>> report.ok, [p.kind for p in report.problems][:2]  # doctest: +SKIP
-        (False, ['orphan', 'label_values'])
-        >>> json.dumps(report.to_dict())  # machine-readable, as --json prints  # doctest: +SKIP
+        >>> import tempfile
+        >>> from siamese_cd.data.synthetic import make_synthetic_dataset
+        >>> data = make_synthetic_dataset(tempfile.mkdtemp(), train=2, val=0, test=0, size=32,
+        ...                               progress=False)
+        >>> (data / "train" / "time2" / "00001.png").unlink()  # t1 and label now orphans
+        >>> report = check_dataset(data / "train", progress=False)
+        >>> report.ok, sorted({p.kind for p in report.problems})
+        (False, ['orphan'])
+        >>> import json
+        >>> text = json.dumps(report.to_dict())  # machine-readable, as --json prints
     """
 
     root: str

@@ -10,10 +10,15 @@ Images come back as (H, W, C) arrays in the file's own pixel type (uint8 for 8-b
 uint16 for 16-bit ones, whatever a GeoTIFF holds); labels as (H, W) uint8 arrays of 0 and 1.
 
 Example:
-    >>> image = read_image("time1/0001.png")  # doctest: +SKIP
-    >>> image.shape, image.dtype  # doctest: +SKIP
-    ((256, 256, 3), dtype('uint8'))
-    >>> read_label("label/0001.png").max()  # doctest: +SKIP
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(folder / "t1.png")
+    >>> image = read_image(folder / "t1.png")
+    >>> image.shape, image.dtype
+    ((32, 32, 3), dtype('uint8'))
+    >>> Image.fromarray(np.full((32, 32), 255, np.uint8)).save(folder / "label.png")
+    >>> int(read_label(folder / "label.png").max())
     1
 """
 
@@ -431,32 +436,35 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def pixel_scale(dtype: np.dtype, path: str | Path | None = None) -> float:
-    """The maximum of an unsigned integer pixel type, which "unit" normalisation divides by.
+    """The maximum of an unsigned integer pixel type: 255 for uint8, 65535 for uint16.
+
+    The one place the pixel range of a type is defined. Radiometric augmentation works on
+    pixels divided by it (and multiplies back), and showing pixels to a person stretches by it.
 
     Raises:
-        ImageReadError: for other pixel types, which have no fixed maximum.
+        ImageReadError: for other pixel types (e.g. float32), which have no fixed maximum.
+
+    Example:
+        >>> pixel_scale(np.uint8), pixel_scale(np.uint16)
+        (255.0, 65535.0)
     """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.unsignedinteger):
         where = f"{path}: " if path is not None else ""
         raise ImageReadError(
-            f"{where}{dtype} pixels have no fixed maximum to scale by for normalization='unit'; "
-            "use normalization='standardize' (with mean= and std=, or compute_stats())"
+            f"{where}{dtype} pixels have no fixed maximum (only 8- and 16-bit pixels have); "
+            "radiometric augmentation (brightness, contrast, gamma, hue, saturation, noise) "
+            "needs 8- or 16-bit images"
         )
     return float(np.iinfo(dtype).max)
 
 
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """Scale integer pixels to float32 in [0, 1] by the maximum of their dtype."""
-    if not np.issubdtype(image.dtype, np.integer):
-        raise TypeError(f"expected integer pixels, got {image.dtype}")
-    return image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
-
-
 def as_float_pixels(image: np.ndarray) -> np.ndarray:
-    """Integer pixels scaled to float32 in [0, 1] (as `to_unit_float`); floats as they are.
+    """Integer pixels divided by `pixel_scale` of their type, as float32; floats as they are.
 
-    Batches of `PairedImageDataset` hold integer pixels with ``normalization="unit"``; this
-    gives them the form a model that does not scale them itself expects.
+    For display and for callers that still hand [0, 1] pixels to a model; batches of
+    `PairedImageDataset` hold raw pixels, which `SiameseChangeModel` scales itself.
     """
-    return to_unit_float(image) if np.issubdtype(image.dtype, np.integer) else image
+    if not np.issubdtype(image.dtype, np.integer):
+        return image
+    return image.astype(np.float32) / np.float32(pixel_scale(image.dtype))

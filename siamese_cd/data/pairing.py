@@ -5,9 +5,14 @@ sorted listing: one missing file must not shift every pair after it. A split is 
 of the common layouts (`LAYOUTS`), in folders given explicitly, or in a CSV of triples.
 
 Example:
-    >>> pairs = pair_split("data/LEVIR-CD/train")  # doctest: +SKIP
-    >>> pairs[0].stem, pairs[0].t1.name, pairs[0].label.name  # doctest: +SKIP
-    ('train_1', 'train_1.png', 'train_1.png')
+    >>> import tempfile
+    >>> split = Path(tempfile.mkdtemp())  # LEVIR-CD layout: A/ B/ label/
+    >>> for folder, name in (("A", "train_1.png"), ("B", "train_1.png"), ("label", "train_1.tif")):
+    ...     (split / folder).mkdir()
+    ...     (split / folder / name).touch()  # pairing looks at names only
+    >>> pairs = pair_split(split)
+    >>> pairs[0].stem, pairs[0].t1.name, pairs[0].label.name
+    ('train_1', 'train_1.png', 'train_1.tif')
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 from siamese_cd.data.cache import DATA_NAME, INDEX_NAME, META_NAME
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError
-from tests.conftest import count_decodes, make_split, write_sample
+from tests.fakes import count_decodes, make_split, write_sample
 
 
 def test_cache_store_is_written_once_and_reads_back_the_same(tmp_path, monkeypatch):
@@ -50,7 +50,7 @@ def test_a_changed_file_or_option_gives_a_new_store(tmp_path):
     os.utime(label, ns=(1, 1))
     second = PairedImageDataset(split, cache_dir=cache_dir, progress=False)
     assert second.cache.directory != stale
-    np.testing.assert_allclose(second.sample(0)[0], 99 / 255)
+    np.testing.assert_array_equal(second.sample(0)[0], 99)
     third = PairedImageDataset(split, cache_dir=cache_dir, label_threshold=200, progress=False)
     assert len({first.cache.directory, second.cache.directory, third.cache.directory}) == 3
 

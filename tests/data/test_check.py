@@ -8,7 +8,7 @@ from PIL import Image
 
 from siamese_cd.cli import main
 from siamese_cd.data.check import check_dataset
-from tests.conftest import make_split
+from tests.fakes import make_split
 
 
 @pytest.fixture

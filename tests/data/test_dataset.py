@@ -5,7 +5,7 @@ from PIL import Image
 from siamese_cd.data.augment import Augment
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError, ImageReadError
-from tests.conftest import count_decodes, make_split, write_geotiff, write_sample
+from tests.fakes import count_decodes, make_split, write_geotiff, write_sample
 
 
 def index_of(t1_batch):
@@ -17,21 +17,19 @@ def index_of(t1_batch):
 def test_batches_are_nhwc_pixels_as_stored_with_float_binary_masks(split_dir):
     data = PairedImageDataset(split_dir, batch_size=4)
     assert len(data) == 2
-    assert data.raw_pixels and data.pixel_dtype == np.uint8
+    assert data.pixel_dtype == np.uint8
     (t1, t2), mask = data[0]
     assert t1.shape == t2.shape == (4, 32, 32, 3)
     assert mask.shape == (4, 32, 32, 1)
     assert t1.dtype == t2.dtype == np.uint8 and mask.dtype == np.float32
     assert index_of(t1) == [0, 1, 2, 3] and t2.max() == 250
     assert set(np.unique(mask)) <= {0.0, 1.0}
-    # float_batches: the same pixels divided by 255, for models that do not scale them.
-    floats = PairedImageDataset(split_dir, batch_size=4, float_batches=True)
-    assert not floats.raw_pixels
-    (f1, f2), fmask = floats[0]
-    assert f1.dtype == f2.dtype == np.float32
-    np.testing.assert_array_equal(f1, t1 / np.float32(255))
-    np.testing.assert_array_equal(f2, t2 / np.float32(255))
-    np.testing.assert_array_equal(fmask, mask)
+    # The pixels are the files' own, unscaled.
+    for k in range(4):
+        a, b, m = data.read_pair(k)
+        np.testing.assert_array_equal(t1[k], a)
+        np.testing.assert_array_equal(t2[k], b)
+        np.testing.assert_array_equal(mask[k, ..., 0], m)
     # The last batch holds the remainder.
     (t1, _), mask = data[1]
     assert t1.shape[0] == mask.shape[0] == 2
@@ -145,11 +143,13 @@ def test_change_fraction_counts_every_mask(split_dir):
     assert data.change_fraction(progress=False) == pytest.approx(expected)
 
 
-def test_sample_is_unaugmented_float(split_dir):
+def test_sample_is_unaugmented_and_raw(split_dir):
     data = PairedImageDataset(split_dir, augment=True, seed=0)
     t1, t2, mask = data.sample(0)
     assert t1.shape == (32, 32, 3) and mask.shape == (32, 32, 1)
+    assert t1.dtype == np.uint8 and mask.dtype == np.float32
     assert index_of(t1[None]) == [0]
+    np.testing.assert_array_equal(t1, data.read_pair(0)[0])
 
 
 def test_bad_arguments(split_dir):
@@ -200,14 +200,22 @@ def test_channels_follow_bands_and_grayscale(tmp_path):
         PairedImageDataset(split, grayscale="gray")
 
 
-def test_16_bit_images_scale_by_65535(tmp_path):
+def test_16_bit_images_stay_raw_and_jitter_in_raw_units(tmp_path):
     split = tmp_path / "s"
-    image = np.full((8, 8), 65535 // 5, np.uint16)
+    image = np.full((8, 8), 1500, np.uint16)
     write_sample(split, "a", image, image, np.zeros((8, 8), np.uint8))
-    (t1, _), _ = PairedImageDataset(split, grayscale="keep")[0]
-    assert t1.dtype == np.uint16 and (t1 == 65535 // 5).all()
-    (t1, _), _ = PairedImageDataset(split, grayscale="keep", float_batches=True)[0]
-    np.testing.assert_allclose(t1, 0.2, rtol=1e-6)
+    data = PairedImageDataset(split, grayscale="keep")
+    (t1, _), _ = data[0]
+    assert data.pixel_dtype == np.uint16
+    assert t1.dtype == np.uint16 and (t1 == 1500).all()
+    assert data.sample(0)[0].dtype == np.uint16 and (data.sample(0)[0] == 1500).all()
+    # Brightness of up to 1% of the 16-bit range: float32 around 1500, not [0, 1].
+    bright = PairedImageDataset(split, grayscale="keep", augment=Augment(brightness=0.01))
+    assert bright.pixel_dtype == np.float32
+    (t1, _), _ = bright[0]
+    assert t1.dtype == np.float32
+    assert np.abs(t1 - 1500).max() <= 0.01 * 65535 + 1e-2
+    assert len(np.unique(t1)) == 1  # one offset per date
 
 
 def test_multiband_geotiff_dataset(tmp_path):
@@ -228,48 +236,26 @@ def test_multiband_geotiff_dataset(tmp_path):
     assert t1.dtype == np.uint16 and t1.max() < 9000
 
 
-def test_float_pixels_need_standardize(tmp_path):
+def test_float_pixels_pass_as_stored_and_refuse_radiometric_augmentation(tmp_path):
     for role in ("time1", "time2"):
-        write_geotiff(tmp_path / "s" / role / "a.tif", np.full((4, 4, 2), 0.25, np.float32))
+        write_geotiff(tmp_path / "s" / role / "a.tif", np.full((4, 4, 2), 1500.25, np.float32))
     write_geotiff(tmp_path / "s" / "label" / "a.tif", np.zeros((4, 4, 1), np.uint8))
-    with pytest.raises(ImageReadError, match=r"a\.tif: float32 pixels have no fixed maximum"):
-        PairedImageDataset(tmp_path / "s")[0]
-    data = PairedImageDataset(
-        tmp_path / "s", normalization="standardize", mean=[0, 0], std=[0.5, 0.5]
-    )
-    np.testing.assert_allclose(data[0][0][0], 0.5)
-
-
-# -- normalisation -------------------------------------------------------------------------------
-
-
-def test_standardize_with_computed_stats(split_dir):
-    data = PairedImageDataset(split_dir, batch_size=6, normalization="standardize")
-    with pytest.raises(DatasetError, match="needs mean= and std=, or a call to"):
-        data[0]
-    mean, std = data.compute_stats(progress=False)
-    pixels = np.concatenate(
-        [np.concatenate([t1, t2]).reshape(-1, 3) for t1, t2, _ in map(data.read_pair, range(6))]
-    ).astype(np.float64)
-    np.testing.assert_allclose(mean, pixels.mean(axis=0))
-    np.testing.assert_allclose(std, pixels.std(axis=0))
+    data = PairedImageDataset(tmp_path / "s")
     (t1, t2), _ = data[0]
-    both = np.concatenate([t1, t2])
-    np.testing.assert_allclose(both.mean(axis=(0, 1, 2)), 0, atol=1e-5)
-    np.testing.assert_allclose(both.std(axis=(0, 1, 2)), 1, atol=1e-4)
-    sample_t1 = data.sample(0)[0]
-    np.testing.assert_allclose(sample_t1, t1[0])
+    assert data.pixel_dtype == np.float32 and t1.dtype == np.float32
+    np.testing.assert_array_equal(t1, 1500.25)
+    with pytest.raises(ImageReadError, match=r"a\.tif: float32 pixels have no fixed maximum"):
+        PairedImageDataset(tmp_path / "s", augment=Augment(brightness=0.1))
 
 
-def test_standardize_argument_errors(split_dir):
-    with pytest.raises(DatasetError, match="one value per band: 3 band"):
-        PairedImageDataset(split_dir, normalization="standardize", mean=[1, 2], std=[1, 1])
-    with pytest.raises(DatasetError, match="std must be positive"):
-        PairedImageDataset(split_dir, normalization="standardize", mean=[1, 2, 3], std=[1, 0, 1])
-    with pytest.raises(DatasetError, match="both mean and std"):
-        PairedImageDataset(split_dir, mean=[1, 2, 3])
-    with pytest.raises(DatasetError, match="normalization must be one of"):
-        PairedImageDataset(split_dir, normalization="minmax")
+def test_removed_scaling_options_are_refused(split_dir):
+    """Pixels are scaled in the model only; the loader has no scaling options any more."""
+    for option in ({"normalization": "standardize"}, {"mean": [1, 2, 3]}, {"float_batches": True}):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            PairedImageDataset(split_dir, **option)
+    data = PairedImageDataset(split_dir)
+    for name in ("raw_pixels", "compute_stats", "set_stats", "mean", "std"):
+        assert not hasattr(data, name)
 
 
 # -- crops and tiles -----------------------------------------------------------------------------
@@ -351,7 +337,8 @@ def test_full_augment_keeps_batches_valid_and_seeded(tmp_path):
         return PairedImageDataset(split, batch_size=4, augment=augment, seed=seed)[0]
 
     (t1, t2), mask = batch(3)
-    assert t1.dtype == np.float32 and 0 <= t1.min() and t1.max() <= 1
+    # Raw units: float32 within the 8-bit range, not squeezed into [0, 1].
+    assert t1.dtype == np.float32 and 0 <= t1.min() and t1.max() <= 255 and t1.max() > 1
     assert set(np.unique(mask)) <= {0.0, 1.0}
     np.testing.assert_array_equal(batch(3)[0][0], t1)
     assert not np.array_equal(batch(4)[0][0], t1)
@@ -416,10 +403,16 @@ def test_mixed_bit_depths_name_the_file(tmp_path):
     with pytest.raises(ImageReadError) as info:
         data[0]
     message = str(info.value)
-    assert "b.png: uint16 pixels" in message and "uint8" in message and "float_batches" in message
-    # Scaled to [0, 1] each by its own type, they batch together.
-    data = PairedImageDataset(split, batch_size=1, grayscale="keep", float_batches=True)
-    assert data[1][0][0].dtype == np.float32
+    assert "b.png: uint16 pixels" in message and "uint8" in message and "one bit depth" in message
+    # One file at a time, or jittered into float32 batches, a mixed split is refused too.
+    data = PairedImageDataset(split, batch_size=1, grayscale="keep")
+    with pytest.raises(ImageReadError, match=r"b\.png: uint16 pixels"):
+        data[1]
+    jittered = PairedImageDataset(
+        split, batch_size=2, grayscale="keep", augment=Augment(brightness=0.1)
+    )
+    with pytest.raises(ImageReadError, match=r"b\.png: uint16 pixels"):
+        jittered[0]
 
 
 def test_direct_decoding_equals_the_general_path(tmp_path):

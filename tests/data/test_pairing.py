@@ -14,7 +14,7 @@ from siamese_cd.data.pairing import (
     pairs_from_csv,
 )
 from siamese_cd.errors import DatasetError, PairingError
-from tests.conftest import make_split, write_sample
+from tests.fakes import make_split, write_sample
 
 
 def test_pairs_by_stem_not_by_position(tmp_path):

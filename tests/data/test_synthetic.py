@@ -166,3 +166,43 @@ def test_changed_fraction_is_sensible(pairs) -> None:
     assert 0.05 <= np.mean(fractions) <= 0.35
     # Most, but not all, pairs contain a change.
     assert 0.6 <= np.mean([f > 0 for f in fractions]) < 1
+
+
+def test_multiband_16_bit_geotiffs_keep_the_change_plain_in_raw_units(tmp_path: Path) -> None:
+    rasterio = pytest.importorskip("rasterio")
+    from siamese_cd.data.dataset import PairedImageDataset
+
+    out = _generate(tmp_path / "geo", bands=4, dtype="uint16")
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert (manifest["bands"], manifest["dtype"], manifest["format"]) == (4, "uint16", "tif")
+    for split, n in COUNTS.items():
+        for sub in ("time1", "time2", "label"):
+            names = sorted(p.name for p in (out / split / sub).iterdir())
+            assert names == [f"{i:05d}.tif" for i in range(n)]
+    with rasterio.open(out / "train" / "time1" / "00000.tif") as src:
+        assert (src.count, src.dtypes[0], src.crs.to_epsg()) == (4, "uint16", 32631)
+        assert src.transform.a == 10.0  # 10 m pixels, georeferenced
+    with rasterio.open(out / "train" / "label" / "00000.tif") as src:
+        assert src.count == 1 and src.dtypes[0] == "uint8"
+        assert set(np.unique(src.read(1))) <= {0, 255}
+
+    # The same scenes as the 8-bit PNGs, as offset + 4 * value; the labels are identical.
+    rgb = _generate(tmp_path / "rgb")
+    data = PairedImageDataset(out / "train", batch_size=4)
+    assert data.channels == 4 and data.pixel_dtype == np.uint16
+    (t1, t2), mask = data[0]
+    (r1, r2), rmask = PairedImageDataset(rgb / "train", batch_size=4)[0]
+    np.testing.assert_array_equal(t1[..., :3], 1000 + 4 * r1.astype(np.uint16))
+    np.testing.assert_array_equal(mask, rmask)
+    assert 1000 <= t1.min() and t1.max() <= 2020 and 1200 < t1.mean() < 1800  # around 1,500
+    # Plain in raw units: changed pixels differ between dates far more than unchanged ones.
+    diff = np.abs(t1.astype(np.float64) - t2).mean(axis=-1)
+    changed = mask[..., 0] > 0
+    assert diff[changed].mean() > 1.5 * diff[~changed].mean()  # as for the 8-bit images
+
+
+def test_pixel_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="bands must be an integer >= 1"):
+        _generate(tmp_path / "a", bands=0)
+    with pytest.raises(DatasetError, match="dtype must be 'uint8' or 'uint16'"):
+        _generate(tmp_path / "b", dtype="float32")

@@ -7,7 +7,7 @@ from PIL import Image
 
 from siamese_cd.data.augment import Augment
 from siamese_cd.data.dataset import PairedImageDataset
-from tests.conftest import make_split, write_geotiff, write_sample
+from tests.fakes import make_split, write_geotiff, write_sample
 
 
 def flatten(batch):
@@ -48,10 +48,12 @@ def test_same_unlabelled_inputs_only(tmp_path):
     assert_same_batches(data)
 
 
-def test_same_standardized(split_dir):
-    data = PairedImageDataset(split_dir, batch_size=4, normalization="standardize")
-    data.compute_stats(progress=False)
-    assert_same_batches(data, atol=1e-6)
+def test_same_raw_pixels_as_stored(split_dir):
+    data = PairedImageDataset(split_dir, batch_size=4)
+    assert_same_batches(data)
+    (t1, t2), _ = next(iter(data.as_tf_dataset()))
+    assert t1.dtype == tf.uint8
+    np.testing.assert_array_equal(t1.numpy()[0], data.read_pair(0)[0])
 
 
 def test_same_pixels_for_gray_rgba_palette_and_16_bit(tmp_path):
@@ -165,7 +167,8 @@ def test_crops_and_augmentation(tmp_path):
     first = [flatten(b) for b in data.as_tf_dataset(deterministic=True)]
     ((t1, t2, mask),) = first
     assert t1.shape == (4, 24, 24, 3) and mask.shape == (4, 24, 24, 1)
-    assert set(np.unique(mask)) <= {0.0, 1.0} and 0 <= t1.min() and t1.max() <= 1
+    # Raw units: float32 within the 8-bit range, not squeezed into [0, 1].
+    assert set(np.unique(mask)) <= {0.0, 1.0} and 0 <= t1.min() and 1 < t1.max() <= 255
     again = [
         flatten(b)
         for b in PairedImageDataset(

@@ -1,8 +1,11 @@
-"""Windows into large scenes: deterministic tiles for evaluation, random crops for training.
+"""Windows into scenes: tiles for evaluation and prediction, random and central crops for training.
 
-Tiles of side ``tile`` every ``stride`` pixels cover a scene completely: when the scene's side is
-not a whole number of strides, the last tile is moved back to end at the border (it overlaps
-its neighbour) rather than padded. A 1024 x 1024 scene in tiles of 256 gives 16 tiles.
+Every window rule lives here. Windows of side ``tile`` every ``stride`` pixels cover a side
+completely: when the side is not a whole number of strides, the last window is moved back to
+end at the border (it overlaps its neighbour) rather than padded. A side shorter than the
+window gets one window, clipped to the side. A 1024 x 1024 scene in tiles of 256 gives 16
+tiles; `PairedImageDataset` refuses scenes smaller than its ``tile_size`` (its batches need one
+tile shape), while prediction (`windows`) takes such a scene whole.
 
 Only scene sizes are held, never pixels: the n-th tile of a split is found from the cumulative
 tile counts, so memory grows by a few bytes per scene.
@@ -12,6 +15,10 @@ Example:
     [0, 256, 512, 768]
     >>> tile_starts(300, 256, 256)
     [0, 44]
+    >>> tile_starts(100, 256, 256)  # shorter than the window: one window, clipped
+    [0]
+    >>> list(windows(100, 300, tile=256, overlap=0))
+    [(0, 0, 100, 256), (0, 44, 100, 256)]
     >>> index = TileIndex([(1024, 1024), (256, 512)], tile=256)
     >>> len(index), index.locate(17)
     (18, (1, (0, 256, 256, 256)))
@@ -19,13 +26,15 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 
 from siamese_cd.data.decoding import Window
 from siamese_cd.errors import DatasetError
 
 
-def as_size(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+def as_size(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """``256`` or ``(256, 512)`` as ``(height, width)`` of positive ints."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         size = (int(value), int(value))
@@ -39,15 +48,39 @@ def as_size(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, i
 
 
 def tile_count(length: int, tile: int, stride: int) -> int:
-    """Number of tiles along one side of `length` pixels (0 if the tile does not fit)."""
-    if length < tile:
-        return 0
+    """Number of windows along one side of `length` pixels (1 if the window does not fit)."""
+    if length <= tile:
+        return 1
     return -(-(length - tile) // stride) + 1
 
 
+def tile_start(k: int, length: int, tile: int, stride: int) -> int:
+    """Start of window `k` along one side: every `stride`, the last one ending at the border."""
+    return min(k * stride, max(length - tile, 0))
+
+
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Start of each tile along one side; the last one ends at the border."""
-    return [min(k * stride, length - tile) for k in range(tile_count(length, tile, stride))]
+    """Start of each window along one side; the last one ends at the border.
+
+    A side shorter than `tile` gets one window at 0 (clipped to the side by its user).
+    """
+    return [tile_start(k, length, tile, stride) for k in range(tile_count(length, tile, stride))]
+
+
+# The name `siamese_cd.inference` uses for the same rule.
+window_starts = tile_starts
+
+
+def windows(height: int, width: int, tile: int, overlap: int) -> Iterator[Window]:
+    """``(top, left, height, width)`` of the prediction windows of a scene, row by row.
+
+    Windows of side `tile` overlap by `overlap` pixels; a scene side shorter than `tile` gets
+    one window as long as the side.
+    """
+    stride = tile - overlap
+    for top in tile_starts(height, tile, stride):
+        for left in tile_starts(width, tile, stride):
+            yield top, left, min(tile, height), min(tile, width)
 
 
 def random_window(height: int, width: int, size: tuple[int, int], rng) -> Window:
@@ -89,13 +122,15 @@ class TileIndex:
         self._ends = np.cumsum(self._rows * self._cols)
 
     def too_small(self) -> list[int]:
-        """Indices of the scenes smaller than one tile."""
-        return [int(i) for i in np.flatnonzero(self._rows * self._cols == 0)]
+        """Indices of the scenes smaller than one tile (their one tile is clipped)."""
+        small = (self.sizes[:, 0] < self.tile[0]) | (self.sizes[:, 1] < self.tile[1])
+        return [int(i) for i in np.flatnonzero(small)]
 
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
 
     def tiles_of(self, scene: int) -> int:
+        """Number of tiles of `scene`."""
         return int(self._rows[scene] * self._cols[scene])
 
     def first_of(self, scene: int) -> int:
@@ -111,7 +146,8 @@ class TileIndex:
         row, col = divmod(local, int(self._cols[scene]))
         height, width = (int(v) for v in self.sizes[scene])
         (th, tw), (sh, sw) = self.tile, self.stride
-        return scene, (min(row * sh, height - th), min(col * sw, width - tw), th, tw)
+        top, left = tile_start(row, height, th, sh), tile_start(col, width, tw, sw)
+        return scene, (top, left, min(th, height), min(tw, width))
 
     def windows_of(self, scene: int) -> list[Window]:
         """Every tile window of `scene`, in index order."""
