@@ -7,7 +7,7 @@ import pytest
 from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.models.preprocessing import ChangePreprocessor, preprocessing_config
-from tests.conftest import make_split
+from tests.fakes import make_split
 from tests.testing import TestCase
 
 
