@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from siamese_cd.data.stats import change_fraction
 from siamese_cd.errors import ConfigError
 from siamese_cd.losses import (
     DiceLoss,
@@ -11,7 +12,6 @@ from siamese_cd.losses import (
     pending_weight_losses,
     pos_weight_from_fraction,
 )
-from siamese_cd.data.stats import change_fraction
 from tests.testing import TestCase
 
 Y = np.array([1, 0, 1, 0], np.float32).reshape(1, 2, 2, 1)
@@ -25,6 +25,28 @@ class TestLosses(TestCase):
         loss = WeightedBinaryCrossentropy(pos_weight=3.0)
         expected = np.mean([-3 * np.log(0.8), -np.log(0.7), -3 * np.log(0.4), -np.log(0.9)])
         assert float(loss(y, p)) == pytest.approx(expected, rel=1e-5)
+
+    def test_weight_normalised_bce_is_the_published_weighted_nll(self):
+        # 2 changed pixels (weight 3) and 2 unchanged (weight 1): the published loss is the
+        # weighted sum of -log p(true class) divided by the sum of weights, 3 + 1 + 3 + 1.
+        nll = [-np.log(0.8), -np.log(0.7), -np.log(0.4), -np.log(0.9)]
+        weights = [3.0, 1.0, 3.0, 1.0]
+        expected = np.dot(weights, nll) / sum(weights)
+        loss = WeightedBinaryCrossentropy(pos_weight=3.0, normalize="weights")
+        assert float(loss(Y, P)) == pytest.approx(expected, rel=1e-5)
+        # The same with a 2-class softmax head, whose channel 1 is change.
+        assert float(loss(Y, np.concatenate([1 - P, P], -1))) == pytest.approx(expected, rel=1e-5)
+        # Per-pixel mean instead: the same sum divided by the pixel count.
+        pixels = WeightedBinaryCrossentropy(pos_weight=3.0, normalize="pixels")
+        assert float(pixels(Y, P)) == pytest.approx(np.dot(weights, nll) / 4, rel=1e-5)
+        # A batch rich in change weighs no more than one without: a no-change batch of
+        # confident pixels and a change batch of the same confidence give the same loss.
+        ones, zeros = np.ones_like(Y), np.zeros_like(Y)
+        rich = float(loss(ones, np.full_like(P, 0.8)))
+        none = float(loss(zeros, np.full_like(P, 0.2)))
+        assert rich == pytest.approx(none, rel=1e-5)
+        with pytest.raises(ConfigError, match="normalize must be one of"):
+            WeightedBinaryCrossentropy(normalize="batch")
 
     def test_unit_weight_is_plain_bce(self):
         import keras

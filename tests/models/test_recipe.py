@@ -71,3 +71,53 @@ class TestRecipe(TestCase):
             keras.saving.serialize_keras_object(recipe.EpochDecay(2e-3, 0.5, 4))
         )
         assert [float(revived(step)) for step in (3, 4, 9)] == pytest.approx([2e-3, 1e-3, 5e-4])
+
+
+class TestFaithfulRecipe(TestCase):
+    def test_coupled_adam_step_equals_the_pytorch_update_by_hand(self):
+        w0 = np.array([0.5, -1.0, 2.0], np.float32)
+        grad = np.array([0.1, 0.2, -0.3], np.float32)
+        variable = keras.Variable(w0)
+        optimizer = recipe.CoupledAdam(learning_rate=0.01, l2=0.1)
+        optimizer.build([variable])
+        for _ in range(2):  # two steps, so the bias corrections differ from 1 - beta
+            optimizer.apply([grad], [variable])
+        # torch.optim.Adam(lr=0.01, weight_decay=0.1), written out.
+        w, m, v = w0.astype(np.float64), 0.0, 0.0
+        for t in (1, 2):
+            g = grad + 0.1 * w
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g**2
+            w = w - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        np.testing.assert_allclose(np.asarray(variable), w, rtol=1e-6)
+        revived = self.run_serialization_test(optimizer)
+        assert revived.l2 == 0.1
+
+    def test_decoupled_and_coupled_recipes(self):
+        coupled = recipe.recipe_optimizer(weight_decay="coupled")
+        assert isinstance(coupled, recipe.CoupledAdam) and coupled.weight_decay is None
+        assert coupled.l2 == recipe.WEIGHT_DECAY
+        decoupled = recipe.recipe_optimizer(weight_decay="decoupled")
+        assert decoupled.weight_decay == recipe.WEIGHT_DECAY
+        with pytest.raises(ConfigError, match="weight_decay must be one of"):
+            recipe.recipe_optimizer(weight_decay="l1")
+
+    def test_torch_init_draws_weights_and_biases_within_one_over_sqrt_fan_in(self):
+        keras.utils.set_random_seed(0)
+        model = SiameseChangeModel(depth=2, filters=8, init="torch", preprocessing="unit")
+        encoder = model.backbone.get_layer("encoder")
+        for name, fan_in in (("enc1_1_conv", 9 * 3), ("enc2_1_conv", 9 * 8)):
+            kernel, bias = (np.asarray(w) for w in encoder.get_layer(name).weights)
+            bound = 1 / np.sqrt(fan_in)
+            for values in (kernel, bias):
+                assert np.abs(values).max() <= bound
+            # Uniform over the whole range, not a narrower one: spread near bound / sqrt(3).
+            assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.15)
+            assert np.abs(bias).max() > 0  # PyTorch biases are not zero
+        up = model.backbone.get_layer("dec2_up").weights[0]
+        assert np.abs(np.asarray(up)).max() <= 1 / np.sqrt(9 * 16)
+        glorot = SiameseChangeModel(depth=2, filters=8, preprocessing="unit")
+        bias = glorot.backbone.get_layer("encoder").get_layer("enc1_1_conv").weights[1]
+        assert not np.asarray(bias).any()  # Keras: zero biases
+        with pytest.raises(ConfigError, match="init must be one of"):
+            SiameseChangeModel(init="he")
