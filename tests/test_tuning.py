@@ -538,6 +538,9 @@ def test_search_script_end_to_end(synthetic, tmp_path):
     # Measured once for the search (8-bit data: "auto" is unit scaling), saved with the model.
     assert result.stdout.count("Preprocessing: unit") == 1
     assert model.preprocessor.scaling == "unit" and model.preprocessor.pixel_dtype == "uint8"
+    again = SiameseChangeModel(**best["model_config"])  # the record rebuilds the network
+    again.compile(**best["compile"])
+    assert again.preprocessor.scaling == "unit" and count_params(again) == best["trainable_params"]
     assert model.get_config()["filters"] == best["model_config"]["filters"]
     val = PairedImageDataset(synthetic / "val", batch_size=8)
     (t1, t2), _ = val[0]

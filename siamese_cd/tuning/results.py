@@ -31,10 +31,11 @@ from siamese_cd.tuning.space import ChangeHyperModel
 
 BEST_MODEL_NAME = "best_model.keras"
 BEST_HPS_NAME = "best_hyperparameters.json"
-#: The `SiameseChangeModel` arguments a summary records (enough to build the network again).
+#: The `SiameseChangeModel` arguments a summary records: enough to build the network again,
+#: with the search's measured preprocessing.
 MODEL_KEYS = (
     "variant", "depth", "filters", "convs_per_level", "dropout", "batch_norm", "in_channels",
-    "num_classes", "threshold",
+    "num_classes", "threshold", "preprocessing",
 )  # fmt: skip
 
 
@@ -49,7 +50,8 @@ class TrialSummary:
 
     `model_config` holds the `SiameseChangeModel` arguments and `compile_config` the
     arguments of its `compile` (the recipe's learning rate and the loss), enough to train the
-    same network again from scratch.
+    same network again from scratch: ``SiameseChangeModel(**model_config)`` then
+    ``compile(**compile_config)``.
     """
 
     trial_id: str
