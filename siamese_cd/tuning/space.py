@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -117,8 +118,7 @@ class ChangeHyperModel(kt.HyperModel):
     times at start-up to discover the conditional hyperparameters.
 
     `fit` passes the tuner's callbacks through to `SiameseChangeModel.fit` (the epochs come
-    from the tuner), adding a `MaskImageLogger` that the model points at the trial's
-    TensorBoard run.
+    from the tuner), adding a `MaskImageLogger` that writes into the trial's TensorBoard run.
 
     Args:
         variant: a variant, or the variants to try.
@@ -365,7 +365,7 @@ class ChangeHyperModel(kt.HyperModel):
         callbacks in ``kwargs["callbacks"]`` are passed on. Keras Tuner points a
         `keras.callbacks.TensorBoard` among them at the trial's run and adds the trial's
         HParams; a `MaskImageLogger` (one is added unless given) writes into
-        ``<that run>/images``, found by `SiameseChangeModel.fit`.
+        ``<that run>/images``.
 
         Returns:
             The `keras.callbacks.History` of the trial.
@@ -379,15 +379,18 @@ class ChangeHyperModel(kt.HyperModel):
                 "ChangeHyperModel.fit needs validation_data: the objective is val_f1"
             )
         callbacks = list(kwargs.pop("callbacks", None) or [])
-        if any(type(c).__name__ == "TensorBoard" for c in callbacks):
+        board = next((c for c in callbacks if type(c).__name__ == "TensorBoard"), None)
+        if board is not None:
+            # The tuner set board.log_dir to the trial's run and deep-copied the callbacks per
+            # trial, so every MaskImageLogger copy is pointed at this trial's run.
             loggers = [c for c in callbacks if isinstance(c, MaskImageLogger)]
             for logger in loggers:
-                # The tuner deep-copies callbacks per trial: this copy follows the trial.
-                logger.log_dir = None
+                logger.log_dir = Path(board.log_dir)
             if not loggers and self.image_samples:
                 callbacks.append(
                     MaskImageLogger(
                         self._preview_samples(validation),
+                        log_dir=board.log_dir,
                         max_samples=self.image_samples,
                         threshold=self.threshold,
                         seed=self.seed,
