@@ -1,5 +1,7 @@
 """Keras Tuner search: the hypermodel's space, the tuners, and `tuning/search.py` end to end."""
 
+import argparse
+import ast
 import json
 import os
 import re
@@ -21,11 +23,16 @@ from tensorboard.util import tensor_util
 
 from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.callbacks import MaskImageLogger
+from siamese_cd.data.stats import change_fraction
 from siamese_cd.data.synthetic import make_synthetic_dataset
 from siamese_cd.errors import ConfigError
+from siamese_cd.losses import pos_weight_from_fraction
+from siamese_cd.models import recipe
+from siamese_cd.models.preprocessing import preprocessing_config
 from siamese_cd.tuning import (
     ChangeHyperModel,
     FatalConfigError,
+    add_arguments,
     build_parser,
     count_params,
     distributed_role,
@@ -37,6 +44,7 @@ from siamese_cd.tuning import (
 
 REPO = Path(__file__).parents[1]
 SCRIPT = REPO / "tuning" / "search.py"
+PACKAGE = REPO / "siamese_cd" / "tuning"
 COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
 
 # A tiny space: widths 2-16, depth 2-3, every variant and loss, 32x32 images.
@@ -188,8 +196,11 @@ def test_build_returns_a_compiled_built_model_with_the_trial_config():
     }
     assert config["dropout"] == pytest.approx(hp["dropout"])
     assert model.compiled
-    assert float(model.optimizer.learning_rate) == pytest.approx(2e-3)
-    assert model.optimizer.weight_decay == pytest.approx(1e-4)
+    # The recipe's optimizer at the trial's initial learning rate, decayed per epoch.
+    schedule = recipe.epoch_schedule(model.optimizer)
+    assert schedule.initial_learning_rate == pytest.approx(2e-3)
+    assert schedule.decay_rate == recipe.LR_DECAY_PER_EPOCH
+    assert model.optimizer.weight_decay == pytest.approx(recipe.WEIGHT_DECAY)
     assert type(model.loss).__name__ == "SumOfLosses"
     # Weights exist before any call, so Keras Tuner can size and reload the model.
     # The size the summary reports is the one max_model_size is checked against.
@@ -197,7 +208,9 @@ def test_build_returns_a_compiled_built_model_with_the_trial_config():
 
 
 def test_a_given_pos_weight_is_compiled_into_every_model():
-    hypermodel = ChangeHyperModel(depth=2, filters=2, loss=("bce", "bce+dice"), pos_weight=3.0)
+    hypermodel = ChangeHyperModel(
+        depth=2, filters=2, loss=("bce", "bce+dice"), pos_weight=3.0, preprocessing="unit"
+    )
     _, single = declared(hypermodel, {"loss": "bce"})
     _, summed = declared(hypermodel, {"loss": "bce+dice"})
     assert single.loss.pos_weight == 3.0 and not single.loss.auto_pending
@@ -208,6 +221,19 @@ def test_a_given_pos_weight_is_compiled_into_every_model():
     assert np.isfinite(scores["loss"])  # no fit needed first
     # By default SiameseChangeModel.fit reads it from the training data.
     assert ChangeHyperModel(depth=2, loss="bce").build(kt.HyperParameters()).loss.auto_pending
+
+
+def test_a_measured_preprocessing_config_goes_into_every_model(splits):
+    train, _ = splits
+    config = preprocessing_config(train, "standardize", progress=False)
+    hypermodel = ChangeHyperModel(depth=2, filters=2, variant=("diff", "ef"), preprocessing=config)
+    for variant in ("diff", "ef"):
+        _, model = declared(hypermodel, {"variant": variant})
+        assert model.preprocessor.scaling == "standardize" and not model.preprocessor.pending
+        np.testing.assert_allclose(model.preprocessor.mean, config["mean"], rtol=1e-6)
+    assert hypermodel.space()["preprocessing"] == "standardize"
+    with pytest.raises(ConfigError, match="preprocessing"):
+        ChangeHyperModel(preprocessing="divide")
 
 
 def test_mixed_precision_survives_clear_session():
@@ -268,6 +294,47 @@ def test_cli_flags_narrow_and_fix_the_space():
         hypermodel_from_args(build_parser().parse_args(["--data", "d", "--growth", "2"]))
     growth = build_parser().parse_args(["--data", "d", "--width-mode", "growth", "--growth", "2"])
     assert hypermodel_from_args(growth).space()["growth"] == [2.0]
+
+
+def test_the_flags_fit_any_parser_and_choose_the_preprocessing(capsys):
+    parser = argparse.ArgumentParser(prog="siamese-cd tune")  # as the CLI's subcommand does
+    add_arguments(parser)
+    args = parser.parse_args(["--data", "d"])
+    assert args.preprocessing == "auto" and args.tuner == "hyperband" and args.max_epochs == 20
+    args = parser.parse_args(["--data", "d", "--preprocessing", "unit"])
+    assert hypermodel_from_args(args, in_channels=4).space()["preprocessing"] == "unit"
+    assert hypermodel_from_args(args, in_channels=4).in_channels == 4
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "d", "--preprocessing", "minmax"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "d", "--loss", "mse"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "d", "--max-epochs", "0"])
+    assert "unknown loss 'mse'" in capsys.readouterr().err
+
+
+def test_the_package_keeps_to_its_own_jobs():
+    """No module over 500 lines or function over 60; no import of the CLI or training."""
+    for path in sorted(PACKAGE.glob("*.py")):
+        source = path.read_text()
+        assert len(source.splitlines()) <= 500, path.name
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                lines = source.splitlines()[node.lineno - 1 : node.end_lineno]
+                said_why = any(line.strip().startswith("# Over 60 lines") for line in lines)
+                assert length <= 60 or said_why, f"{path.name}: {node.name} has {length} lines"
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [alias.name for alias in node.names]
+                for name in names:
+                    assert not name.startswith(("siamese_cd.cli", "siamese_cd.training")), (
+                        f"{path.name} imports {name}"
+                    )
+        # The recipe's numbers live in siamese_cd.models.recipe only.
+        for copy in ("0.95", "weight_decay=", "Adam(", "LearningRateScheduler", "HParamsLogger"):
+            assert copy not in source, f"{path.name}: {copy}"
 
 
 def test_missing_split_is_named(tmp_path, capsys):
@@ -339,6 +406,18 @@ def tensors(run_dir, tag):
     return events.Tensors(tag)
 
 
+def session_starts(run_dir):
+    """HParams session records written into `run_dir` itself, over all its event files."""
+    import tensorflow as tf
+
+    return sum(
+        value.tag == hparams_metadata.SESSION_START_INFO_TAG
+        for path in Path(run_dir).glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    )
+
+
 def scalars(run_dir, tag):
     return [
         (e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in tensors(run_dir, tag)
@@ -356,8 +435,16 @@ def test_hyperband_continues_trials_from_reloaded_weights(splits, tmp_path, monk
         return original(self, filepath, *args, **kwargs)
 
     monkeypatch.setattr(SiameseChangeModel, "load_weights", recording_load_weights)
+    # Measured once for the whole search, as tuning/search.py does.
     hypermodel = ChangeHyperModel(
-        variant="diff", depth=2, filters=(2, 4), convs_per_level=2, loss="bce", image_samples=2
+        variant="diff",
+        depth=2,
+        filters=(2, 4),
+        convs_per_level=2,
+        loss="bce",
+        image_samples=2,
+        preprocessing=preprocessing_config(train, progress=False),
+        pos_weight=pos_weight_from_fraction(change_fraction(train, progress=False)),
     )
     tuner = make_tuner(
         "hyperband",
@@ -386,7 +473,6 @@ def test_hyperband_continues_trials_from_reloaded_weights(splits, tmp_path, monk
     # Reloaded checkpoints reproduce the recorded scores: weights go back into built models.
     for trial in trials.values():
         model = tuner.load_model(trial)
-        model.loss.resolve_auto(train, verbose=False)  # pos_weight="auto" is resolved by fit
         assert model.evaluate(val, verbose=0, return_dict=True)["f1"] == pytest.approx(
             trial.score, abs=1e-5
         )
@@ -449,6 +535,12 @@ def test_search_script_end_to_end(synthetic, tmp_path):
 
     model = keras.saving.load_model(project / "best_model.keras", safe_mode=True)
     assert isinstance(model, SiameseChangeModel)
+    # Measured once for the search (8-bit data: "auto" is unit scaling), saved with the model.
+    assert result.stdout.count("Preprocessing: unit") == 1
+    assert model.preprocessor.scaling == "unit" and model.preprocessor.pixel_dtype == "uint8"
+    again = SiameseChangeModel(**best["model_config"])  # the record rebuilds the network
+    again.compile(**best["compile"])
+    assert again.preprocessor.scaling == "unit" and count_params(again) == best["trainable_params"]
     assert model.get_config()["filters"] == best["model_config"]["filters"]
     val = PairedImageDataset(synthetic / "val", batch_size=8)
     (t1, t2), _ = val[0]
@@ -479,6 +571,7 @@ def test_search_script_end_to_end(synthetic, tmp_path):
         values = trial["hyperparameters"]["values"]
         assert info.hparams["depth"].number_value == values["depth"]
         assert info.hparams["variant"].string_value == values["variant"]
+        assert session_starts(run) == 1  # one HParams callback per trial, not two
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ Run from the repository root (the package must be installed, e.g. ``pip install 
 
 Rerunning the same command resumes the search in ``--directory/--project-name``. At the end
 it prints the best trials and writes ``best_hyperparameters.json`` and ``best_model.keras``
-into the project folder. ``--help`` lists every flag; the logic is in `siamese_cd.tuning`.
+into the project folder. ``--help`` lists every flag; ``siamese-cd tune`` is the same command.
+The logic is in `siamese_cd.tuning.search`.
 """
 
 import os
@@ -17,7 +18,7 @@ import sys
 # Before TensorFlow is imported (through siamese_cd): keep its C++ start-up chatter quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from siamese_cd.tuning import main  # noqa: E402
+from siamese_cd.tuning.search import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
