@@ -8,6 +8,7 @@ command's arguments are needed, never for ``siamese-cd --help``.
 from __future__ import annotations
 
 import argparse
+import importlib
 
 HELP = "search hyperparameters (Keras Tuner) on DATA/train and DATA/val"
 DESCRIPTION = (
@@ -16,13 +17,13 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from siamese_cd.tuning import search
+def _search():
+    return importlib.import_module("siamese_cd.tuning.search")
 
-    search.add_arguments(parser)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _search().add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from siamese_cd.tuning import search
-
-    return search.run(args)
+    return _search().run(args)
