@@ -11,7 +11,6 @@ never pay for it.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import importlib.machinery
 import os
 import sys
@@ -36,7 +35,7 @@ def stderr_silenced():
         os.close(saved)
 
 
-class _SilentLoader(importlib.abc.Loader):
+class _SilentLoader:
     """Runs the real loader of the ``tensorflow`` package with standard error silenced."""
 
     def __init__(self, loader):
@@ -53,7 +52,9 @@ class _SilentLoader(importlib.abc.Loader):
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
-class _TensorFlowFinder(importlib.abc.MetaPathFinder):
+class _TensorFlowFinder:
+    """A meta path finder that wraps the loader of ``tensorflow`` (and nothing else)."""
+
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
             return None
