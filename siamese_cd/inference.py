@@ -212,6 +212,39 @@ def windows(
             yield top, left, min(tile, height), min(tile, width)
 
 
+def _weight_sums(boxes, height: int, width: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row and per-column sums of the windows' blending weights.
+
+    Weights are separable, so their per-pixel sum is an outer product of these two 1-D sums
+    and no scene-sized weight array is needed.
+    """
+    row_weights = np.zeros(height, np.float32)
+    col_weights = np.zeros(width, np.float32)
+    h, w = boxes[0][2], boxes[0][3]
+    for top in sorted({b[0] for b in boxes}):
+        row_weights[top : top + h] += ramp(h, overlap, top > 0, top + h < height)
+    for left in sorted({b[1] for b in boxes}):
+        col_weights[left : left + w] += ramp(w, overlap, left > 0, left + w < width)
+    return row_weights, col_weights
+
+
+def _window_predictions(model, scene1, scene2, boxes, batch_size: int, progress: bool):
+    """Yield each window box with the model's change probability there, batch by batch."""
+    bar = tqdm(total=len(boxes), desc="Predicting windows", unit="window", disable=not progress)
+    for start in range(0, len(boxes), batch_size):
+        batch = boxes[start : start + batch_size]
+        # The last batch is padded by repeating a window: one input shape means one traced
+        # graph, and no extra memory for a second one.
+        padded = batch + batch[-1:] * (min(batch_size, len(boxes)) - len(batch))
+        # Stored pixel types (uint8, uint16, ...): the model's preprocessing scales them.
+        x1 = np.stack([scene1.read(*box) for box in padded])
+        x2 = np.stack([scene2.read(*box) for box in padded])
+        scores = np.asarray(model.predict_on_batch((x1, x2)))
+        yield from zip(batch, change_probability(scores)[..., 0])
+        bar.update(len(batch))
+    bar.close()
+
+
 def predict_scene(
     model,
     t1,
@@ -254,36 +287,17 @@ def predict_scene(
     check_scenes(scene1, scene2, model)
     height, width, _ = scene1.shape
     total = np.zeros((height, width), np.float32)
-    # Weights are separable, so their per-pixel sum is an outer product of two 1-D sums and no
-    # scene-sized weight array is needed.
-    row_weights = np.zeros(height, np.float32)
-    col_weights = np.zeros(width, np.float32)
     boxes = list(windows(height, width, tile_size, overlap))
-    for top in sorted({b[0] for b in boxes}):
-        h = boxes[0][2]
-        row_weights[top : top + h] += ramp(h, overlap, top > 0, top + h < height)
-    for left in sorted({b[1] for b in boxes}):
-        w = boxes[0][3]
-        col_weights[left : left + w] += ramp(w, overlap, left > 0, left + w < width)
+    row_weights, col_weights = _weight_sums(boxes, height, width, overlap)
 
-    bar = tqdm(total=len(boxes), desc="Predicting windows", unit="window", disable=not progress)
-    for start in range(0, len(boxes), batch_size):
-        batch = boxes[start : start + batch_size]
-        # The last batch is padded by repeating a window: one input shape means one traced
-        # graph, and no extra memory for a second one.
-        padded = batch + batch[-1:] * (min(batch_size, len(boxes)) - len(batch))
-        x1 = np.stack([scene1.read(*box) for box in padded])
-        x2 = np.stack([scene2.read(*box) for box in padded])
-        scores = np.asarray(model.predict_on_batch((x1, x2)))
-        probabilities = change_probability(scores)[..., 0]
-        for (top, left, h, w), probability in zip(batch, probabilities):
-            weight = np.outer(
-                ramp(h, overlap, top > 0, top + h < height),
-                ramp(w, overlap, left > 0, left + w < width),
-            )
-            total[top : top + h, left : left + w] += probability * weight
-        bar.update(len(batch))
-    bar.close()
+    for (top, left, h, w), probability in _window_predictions(
+        model, scene1, scene2, boxes, batch_size, progress
+    ):
+        weight = np.outer(
+            ramp(h, overlap, top > 0, top + h < height),
+            ramp(w, overlap, left > 0, left + w < width),
+        )
+        total[top : top + h, left : left + w] += probability * weight
     for top in range(0, height, _ROWS):  # in bands of rows: no second scene-sized array
         total[top : top + _ROWS] /= np.outer(row_weights[top : top + _ROWS], col_weights)
     return total

@@ -249,13 +249,11 @@ def train_on_folder(
 ) -> TrainResult:
     """Train on ``DATA/train``, validate on ``DATA/val`` and score ``DATA/test`` if present.
 
-    Logs go to ``settings.log_dir`` (``train/``, ``validation/``, ``images/`` and ``test/``
-    runs for TensorBoard, and an HParams session). The checkpoint with the best ``val_f1`` is
-    written to ``settings.out``, and that checkpoint is the one scored on the test split.
-
-    Training is crash-safe: the state after every epoch is kept in ``<log_dir>/backup``, and
-    running the same call again after an interruption resumes from the last finished epoch.
-    The backup is removed when training completes.
+    Logs go to ``settings.log_dir`` (``train/``, ``validation/``, ``images/``, ``test/`` runs
+    and an HParams session). The checkpoint with the best ``val_f1`` is written to
+    ``settings.out`` and scored on the test split. Training is crash-safe: the state after
+    every epoch is kept in ``<log_dir>/backup`` until training completes, and running the
+    same call again after an interruption resumes from the last finished epoch.
 
     Args:
         data_dir: folder holding ``train/``, ``val/`` and optionally ``test/`` splits.
