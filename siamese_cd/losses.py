@@ -8,7 +8,6 @@ such as ``"bce+dice"``.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 from siamese_cd.errors import ConfigError
@@ -47,11 +46,13 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
     Args:
         pos_weight: weight of change pixels relative to no-change ones, or ``"auto"`` to take
             ``(1 - p) / p`` from the training set's change fraction ``p`` when
-            `SiameseChangeModel.fit` starts (the class balance of the published training).
+            `SiameseChangeModel.fit` starts (the class balance of the published training),
+            whatever the input pipeline.
         name: name of the loss.
         **kwargs: `reduction` or `dtype`, passed to `keras.losses.Loss`.
 
     Example:
+        >>> import numpy as np
         >>> loss = WeightedBinaryCrossentropy(pos_weight=4.0)
         >>> y = np.array([[1.0], [0.0]])
         >>> p = np.array([[0.5], [0.5]])
@@ -65,30 +66,6 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
             raise ConfigError(f"pos_weight must be positive or 'auto', got {pos_weight!r}")
         self.pos_weight = pos_weight if pos_weight == "auto" else float(pos_weight)
 
-    def resolve_auto(self, x, y=None, verbose: bool = True) -> float:
-        """Set ``pos_weight`` from training data: a dataset with `change_fraction()`, or masks.
-
-        Raises:
-            ConfigError: if the change fraction cannot be read from `x` and `y`.
-        """
-        if hasattr(x, "change_fraction"):
-            fraction = x.change_fraction(progress=verbose)
-        elif y is not None and isinstance(y, np.ndarray):
-            fraction = float(np.mean(y >= 0.5))
-        else:
-            raise ConfigError(
-                "pos_weight='auto' reads the change fraction from the training data, which "
-                f"works for a PairedImageDataset or NumPy masks, not {type(x).__name__}. "
-                "Compile with loss=WeightedBinaryCrossentropy(pos_weight=...) instead."
-            )
-        self.pos_weight = pos_weight_from_fraction(fraction)
-        if verbose:
-            print(
-                f"Change fraction of the training masks: {fraction:.4f}; "
-                f"change pixels weighted by {self.pos_weight:.3f}"
-            )
-        return self.pos_weight
-
     @property
     def auto_pending(self) -> bool:
         """True while ``pos_weight="auto"`` waits for the training data."""
@@ -98,9 +75,9 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
         if self.pos_weight == "auto":
             raise ConfigError(
                 "the loss weight pos_weight='auto' is not known yet: SiameseChangeModel.fit "
-                "reads it from the training data. Before fit (e.g. in evaluate), call "
-                "model.loss.resolve_auto(train_dataset) or compile with "
-                "loss=WeightedBinaryCrossentropy(pos_weight=...)"
+                "reads it from the training data. Before fit (e.g. in evaluate), set "
+                "loss.pos_weight = pos_weight_from_fraction(change_fraction(train_data)), or "
+                "compile with loss=WeightedBinaryCrossentropy(pos_weight=...)"
             )
         p = ops.clip(change_probability(y_pred), _EPSILON, 1 - _EPSILON)
         y = ops.cast(y_true, p.dtype)
@@ -124,6 +101,7 @@ class DiceLoss(keras.losses.Loss):
         **kwargs: `reduction` or `dtype`, passed to `keras.losses.Loss`.
 
     Example:
+        >>> import numpy as np
         >>> y = np.ones((1, 2, 2, 1), np.float32)
         >>> round(float(DiceLoss(smooth=0.0)(y, np.full_like(y, 0.5))), 4)  # 1 - 2*2/(2+4)
         0.3333
@@ -203,12 +181,8 @@ class SumOfLosses(keras.losses.Loss):
 
     @property
     def auto_pending(self) -> bool:
-        return any(getattr(part, "auto_pending", False) for part in self.losses)
-
-    def resolve_auto(self, x, y=None, verbose: bool = True) -> None:
-        for part in self.losses:
-            if getattr(part, "auto_pending", False):
-                part.resolve_auto(x, y, verbose=verbose)
+        """True while a part waits for its ``pos_weight``."""
+        return bool(pending_weight_losses(self))
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Each part reduces itself (Dice per sample, the others per pixel) before the sum.
@@ -233,6 +207,17 @@ LOSS_NAMES = {
     "dice": DiceLoss,
     "focal": FocalLoss,
 }
+
+
+def pending_weight_losses(loss) -> list[WeightedBinaryCrossentropy]:
+    """The parts of `loss` (itself, or the parts of a sum) still waiting for ``pos_weight``.
+
+    Example:
+        >>> [type(part).__name__ for part in pending_weight_losses(get_loss("bce+dice"))]
+        ['WeightedBinaryCrossentropy']
+    """
+    parts = loss.losses if isinstance(loss, SumOfLosses) else [loss]
+    return [part for part in parts if getattr(part, "auto_pending", False)]
 
 
 def is_loss_name(spec) -> bool:

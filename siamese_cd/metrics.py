@@ -46,8 +46,9 @@ class ChangeMetrics(keras.metrics.Metric):
         dtype: dtype of the results.
 
     Example:
+        >>> import numpy as np
         >>> m = ChangeMetrics()
-        >>> m.update_state([[[[1.0]], [[0.0]]]], [[[[0.9]], [[0.8]]]])
+        >>> m.update_state(np.array([[[[1.0]], [[0.0]]]]), np.array([[[[0.9]], [[0.8]]]]))
         >>> {k: round(float(v), 2) for k, v in m.result().items()}["precision"]
         0.5
     """

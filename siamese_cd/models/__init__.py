@@ -1,0 +1,1 @@
+"""The change-detection model family: preprocessing, backbone, task and recipe."""

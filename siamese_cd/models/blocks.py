@@ -11,21 +11,6 @@ import keras
 from keras import layers, ops
 
 
-def scale_pixels(image):
-    """Integer pixels divided by their type's maximum, as float32 in [0, 1]; floats unchanged.
-
-    uint8 is divided by 255 and uint16 by 65535, as `PairedImageDataset` does for
-    ``normalization="unit"``, so integer batches and float batches give one network input.
-    """
-    dtype = keras.backend.standardize_dtype(image.dtype)
-    if "int" not in dtype:
-        return image
-    if dtype not in ("uint8", "uint16"):
-        raise TypeError(f"integer pixels must be uint8 or uint16, got {dtype}")
-    maximum = 255.0 if dtype == "uint8" else 65535.0
-    return ops.divide(ops.cast(image, "float32"), maximum)
-
-
 @keras.saving.register_keras_serializable(package="siamese_cd")
 class PadToMultiple(layers.Layer):
     """Zero-pad the bottom and right of NHWC images so height and width divide `multiple`.

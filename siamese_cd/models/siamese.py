@@ -1,8 +1,11 @@
-"""`SiameseChangeModel`: FC-EF, FC-Siam-conc and FC-Siam-diff (Daudt, Le Saux, Boulch, ICIP 2018).
+"""`SiameseChangeModel`: the change-detection task, preprocessing → backbone → head.
 
-The network is built at construction (functional style), so it has weights, a parameter count
-and a `summary()` straight away, and loading a `.keras` file or Keras Tuner's
-`build_from_config` + `load_weights` needs no extra step.
+The task owns what turns an architecture into something to train and serve: the
+`ChangePreprocessor` that scales raw pixels (saved with the model), the probability head, the
+paper's recipe as `compile()` defaults, and the train, test and predict steps. The network is
+built at construction (functional style), so it has weights and a `summary()` straight away,
+and loading a `.keras` file or Keras Tuner's `build_from_config` + `load_weights` needs no
+extra step.
 """
 
 from __future__ import annotations
@@ -12,98 +15,96 @@ from collections.abc import Sequence
 import keras
 from keras import layers, ops
 
-from siamese_cd.callbacks import attach_loggers
+from siamese_cd.data.stats import change_fraction
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import get_loss, is_loss_name
-from siamese_cd.metrics import ChangeMetrics
-from siamese_cd.models.blocks import (
-    CropLike,
-    PadToMultiple,
-    build_encoder,
-    decode,
-    scale_pixels,
+from siamese_cd.losses import (
+    get_loss,
+    is_loss_name,
+    pending_weight_losses,
+    pos_weight_from_fraction,
 )
+from siamese_cd.metrics import ChangeMetrics
+from siamese_cd.models import recipe
+from siamese_cd.models.backbone import (
+    VARIANTS,
+    FCSiamBackbone,
+    check_architecture,
+    resolve_convs,
+    resolve_widths,
+)
+from siamese_cd.models.preprocessing import ChangePreprocessor
 
-VARIANTS = ("diff", "conc", "ef")
-
-
-def resolve_widths(filters: int | Sequence[int], depth: int) -> list[int]:
-    """Filters per level: an int is the first level's width, doubled at each level."""
-    if isinstance(filters, int):
-        widths = [filters * 2**level for level in range(depth)]
-    else:
-        widths = [int(f) for f in filters]
-        if len(widths) != depth:
-            raise ConfigError(f"filters has {len(widths)} widths for depth {depth}")
-    if any(w < 1 for w in widths):
-        raise ConfigError(f"filters must be positive, got {widths}")
-    return widths
+__all__ = ["VARIANTS", "SiameseChangeModel"]
 
 
-def resolve_convs(convs_per_level: int | Sequence[int] | None, depth: int) -> list[int]:
-    """Convs per level. The default follows the paper: 2 in the first two levels, 3 below."""
-    if convs_per_level is None:
-        return [2 if level < 2 else 3 for level in range(depth)]
-    if isinstance(convs_per_level, int):
-        convs = [convs_per_level] * depth
-    else:
-        convs = [int(c) for c in convs_per_level]
-    if len(convs) != depth:
-        raise ConfigError(f"convs_per_level has {len(convs)} entries for depth {depth}")
-    if convs[0] < 2 or any(c < 1 for c in convs):
-        # Level 1 needs one conv unit plus the head.
-        raise ConfigError(f"convs_per_level needs >= 2 at level 1 and >= 1 elsewhere: {convs}")
-    return convs
+def _make_preprocessor(spec, in_channels: int) -> ChangePreprocessor:
+    if isinstance(spec, str):
+        return ChangePreprocessor(spec, in_channels=in_channels, name="preprocessor")
+    if isinstance(spec, dict):
+        config = {**spec, "name": "preprocessor"}
+        if config.setdefault("in_channels", in_channels) != in_channels:
+            raise ConfigError(
+                f"the preprocessing was measured on {config['in_channels']} band(s), "
+                f"the model takes in_channels={in_channels}"
+            )
+        return ChangePreprocessor.from_config(config)
+    raise ConfigError(
+        f"preprocessing must be 'auto', 'unit', 'standardize' or a preprocessor config dict, "
+        f"got {spec!r}"
+    )
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")
 class SiameseChangeModel(keras.Model):
     """A fully convolutional change-detection network for a pair of co-registered images.
 
-    Variants, as published:
+    Inputs are ``(t1, t2)``, each (B, H, W, in_channels) of any H and W, as raw pixels: uint8,
+    uint16 or float, as the files store them. The model's `ChangePreprocessor` scales them
+    (``preprocessing``: ``"unit"`` divides by the type's maximum, ``"standardize"`` uses
+    per-band statistics of the training data, ``"auto"`` picks ``"unit"`` for 8-bit data and
+    ``"standardize"`` otherwise when `fit` first sees the training data). The
+    `FCSiamBackbone` (FC-Siam-diff, FC-Siam-conc or FC-EF) gives logits, and the head turns
+    them into the change probability: (B, H, W, 1) with ``num_classes=1`` (sigmoid), or
+    (B, H, W, 2) softmax scores with ``num_classes=2``, whose channel 1 is change.
 
-    - ``"diff"`` (FC-Siam-diff): one encoder with shared weights runs on both dates; each
-      decoder level concatenates the upsampled features with ``|skip_t1 - skip_t2|``.
-    - ``"conc"`` (FC-Siam-conc): shared encoder; skips are ``[skip_t1, skip_t2]``.
-    - ``"ef"`` (FC-EF): the dates are stacked on channels at the input of a plain U-Net.
+    At depth 4 and filters 16 on RGB with a 2-class head the trainable parameter counts equal
+    the published ones (FC-EF 1,350,578; FC-Siam-diff 1,350,146; FC-Siam-conc 1,545,986); the
+    default 1-channel sigmoid head has 145 fewer.
 
-    In the siamese variants the decoder starts from the second date's bottleneck, as in the
-    published code. At depth 4 and filters 16 on RGB with a 2-class head the trainable
-    parameter counts equal the published ones (FC-EF 1,350,578; FC-Siam-diff 1,350,146;
-    FC-Siam-conc 1,545,986); the default 1-channel sigmoid head has 145 fewer.
-
-    Inputs are ``(t1, t2)``, each (B, H, W, in_channels), of any H and W: the model pads to a
-    multiple of ``2**depth`` and crops its output back. Images are float, normalised (in
-    [0, 1], or standardised), or integer pixels as stored, uint8 or uint16, which the model
-    first divides by 255 or 65535 into [0, 1]: the batches of `PairedImageDataset` with
-    ``normalization="unit"`` are such pixels, four times smaller than float32. The output is the
-    change probability: (B, H, W, 1) with ``num_classes=1`` (sigmoid), or (B, H, W, 2)
-    softmax scores with ``num_classes=2``, whose channel 1 is change.
-
-    `compile()` defaults to the class-weighted binary cross-entropy of the paper, with the
-    weight of the change class taken from the training set's change fraction at `fit()`.
-    Reported metrics (`precision`, `recall`, `f1`, `iou`, `overall_accuracy`, `kappa` for the
-    change class) come from confusion counts accumulated over the whole epoch.
+    `compile()` with no arguments is the paper's recipe (`siamese_cd.models.recipe`): Adam at
+    1e-3 with weight decay 1e-4, the learning rate × 0.95 per epoch, and class-weighted binary
+    cross-entropy whose change weight `fit` takes from the training masks. Reported metrics
+    (`precision`, `recall`, `f1`, `iou`, `overall_accuracy`, `kappa` of the change class) come
+    from confusion counts accumulated over the whole epoch.
 
     Args:
         variant: ``"diff"``, ``"conc"`` or ``"ef"``.
         depth: number of encoder levels (pooling steps), 2 to 6.
         filters: width of the first level, doubled per level; or one width per level.
         convs_per_level: conv units per level, shallowest first; an int for all levels. The
-            default is the paper's: 2 in the first two levels, 3 in deeper ones
-            (2, 2, 3, 3 at depth 4).
+            default is the paper's: 2 in the first two levels, 3 in deeper ones.
         dropout: spatial dropout after each conv unit.
         batch_norm: BatchNorm after each conv.
         in_channels: bands per image, e.g. 3 for RGB or 13 for Sentinel-2.
         num_classes: 1 for a sigmoid change map, 2 for a softmax over no-change/change.
         threshold: probability at or above which a pixel counts as change in the metrics.
+        preprocessing: ``"auto"`` (default), ``"unit"``, ``"standardize"``, or a config from
+            `siamese_cd.models.preprocessing.preprocessing_config`.
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
 
     Example:
-        >>> model = SiameseChangeModel(variant="diff", depth=4, filters=16)
-        >>> model.compile(optimizer="adam")
-        >>> model.fit(train, validation_data=val, epochs=50)  # doctest: +SKIP
-        >>> probabilities = model.predict(test)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> t1 = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+        >>> t2 = t1.copy(); t2[:, 4:8, 4:8] = 255
+        >>> mask = np.zeros((8, 16, 16, 1), np.float32); mask[:, 4:8, 4:8] = 1
+        >>> model = SiameseChangeModel(variant="diff", depth=2, filters=4)
+        >>> model.compile()
+        >>> history = model.fit((t1, t2), mask, epochs=1, verbose=0)
+        >>> model.preprocessor.scaling, round(model.loss.pos_weight, 1)
+        ('unit', 15.0)
+        >>> model.predict((t1, t2), verbose=0).shape
+        (8, 16, 16, 1)
     """
 
     def __init__(
@@ -117,47 +118,32 @@ class SiameseChangeModel(keras.Model):
         in_channels: int = 3,
         num_classes: int = 1,
         threshold: float = 0.5,
+        preprocessing: str | dict = "auto",
         **kwargs,
     ):
-        if variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if not 2 <= depth <= 6:
-            raise ConfigError(f"depth must be from 2 to 6, got {depth}")
-        if num_classes not in (1, 2):
-            raise ConfigError(f"num_classes must be 1 (sigmoid) or 2 (softmax), got {num_classes}")
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-        if in_channels < 1:
-            raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
+        check_architecture(variant, depth, num_classes, dropout, in_channels)
         widths = resolve_widths(filters, depth)
         convs = resolve_convs(convs_per_level, depth)
 
+        # === Layers ===
+        preprocessor = _make_preprocessor(preprocessing, in_channels)
+        backbone = FCSiamBackbone(
+            variant, depth, widths, convs, dropout, batch_norm, in_channels, num_classes
+        )
+        activation = "sigmoid" if num_classes == 1 else "softmax"
+        head = layers.Activation(activation, dtype="float32", name="probability")
+
+        # === Functional model ===
+        # Scaled inputs; raw pixels are scaled by the preprocessor in `call` first, so that
+        # it sees their stored type (the functional graph would cast them to float32).
         t1 = keras.Input((None, None, in_channels), name="t1")
         t2 = keras.Input((None, None, in_channels), name="t2")
-        pad = PadToMultiple(2**depth, name="pad")
-        p1, p2 = pad(t1), pad(t2)
-        if variant == "ef":
-            stacked = layers.Concatenate(name="early_fusion")([p1, p2])
-            encoder = build_encoder(2 * in_channels, widths, convs, dropout, batch_norm)
-            *skips, bottleneck = encoder(stacked)
-            skip_groups = [[s] for s in skips]
-        else:
-            encoder = build_encoder(in_channels, widths, convs, dropout, batch_norm)
-            *skips1, _ = encoder(p1)
-            *skips2, bottleneck = encoder(p2)
-            if variant == "diff":
-                skip_groups = [
-                    [ops.abs(layers.Subtract(name=f"skip{i}_diff")([a, b]))]
-                    for i, (a, b) in enumerate(zip(skips1, skips2), start=1)
-                ]
-            else:
-                skip_groups = [[a, b] for a, b in zip(skips1, skips2)]
-        logits = decode(bottleneck, skip_groups, widths, convs, dropout, batch_norm, num_classes)
-        activation = "sigmoid" if num_classes == 1 else "softmax"
-        probabilities = layers.Activation(activation, dtype="float32", name="probability")(logits)
-        outputs = CropLike(name="crop", dtype="float32")([probabilities, t1])
+        outputs = head(backbone((t1, t2)))
         super().__init__(inputs=(t1, t2), outputs=outputs, **kwargs)
 
+        # === Config ===
+        self.preprocessor = preprocessor
+        self.backbone = backbone
         self.variant = variant
         self.depth = depth
         self.filters = filters if isinstance(filters, int) else list(widths)
@@ -185,6 +171,7 @@ class SiameseChangeModel(keras.Model):
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "threshold": self.threshold,
+            "preprocessing": self.preprocessor.get_config(),
         }
 
     @classmethod
@@ -196,19 +183,36 @@ class SiameseChangeModel(keras.Model):
         if not self.built:
             super().build_from_config(config)
 
-    def compile(self, optimizer="adam", loss="auto", metrics=None, **kwargs) -> None:
-        """Configure training.
+    # -- training set-up -------------------------------------------------------------------------
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        metrics=None,
+        *,
+        learning_rate: float | None = None,
+        **kwargs,
+    ) -> None:
+        """Configure training; with no arguments, the paper's recipe.
 
         Args:
-            optimizer: any Keras optimizer or its name.
-            loss: ``"auto"`` (default) is `WeightedBinaryCrossentropy(pos_weight="auto")`,
-                weighted from the training set's change fraction at `fit()`; a name from
+            optimizer: ``"auto"`` (default) is `siamese_cd.models.recipe.recipe_optimizer`:
+                Adam, weight decay 1e-4, learning rate × 0.95 per epoch. Or any Keras
+                optimizer or its name.
+            loss: ``"auto"`` (default) is the class-weighted binary cross-entropy whose
+                change weight `fit` takes from the training data; a name from
                 `siamese_cd.losses.get_loss` (``"bce"``, ``"dice"``, ``"focal"``,
                 ``"bce+dice"``, ...); or any loss taking ``(mask, probabilities)``.
             metrics: extra metrics, updated with ``(mask, probabilities)`` besides the
                 built-in change-class metrics. They are not stored in `.keras` files.
+            learning_rate: the initial learning rate of ``optimizer="auto"`` (default 1e-3).
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
+        if optimizer == "auto":
+            optimizer = recipe.recipe_optimizer(learning_rate or recipe.LEARNING_RATE)
+        elif learning_rate is not None:
+            raise ConfigError("learning_rate= sets the recipe's optimizer; use optimizer='auto'")
         if loss == "auto":
             loss = "bce"
         if is_loss_name(loss):
@@ -223,30 +227,77 @@ class SiameseChangeModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def adapt(self, data, progress: bool = True) -> None:
+        """Set the preprocessing from training data: see `ChangePreprocessor.adapt`."""
+        self.preprocessor.adapt(data, progress=progress)
+        if progress and self.preprocessor.scaling == "standardize":
+            print(
+                f"Preprocessing: per-band standardisation of {self.preprocessor.pixel_dtype} "
+                "pixels, statistics measured on the training data"
+            )
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, first resolving what the training data decides.
+
+        Before training: the preprocessing (``"auto"``, or unmeasured statistics) is measured
+        on `x`; a class-weighted loss waiting for its change weight gets it from
+        `siamese_cd.data.stats.change_fraction`; the recipe's per-epoch decay learns the
+        epoch length. Callbacks with an ``attach_to(callbacks)`` method are given the list
+        (`MaskImageLogger` finds the TensorBoard callback's folder that way).
+        """
+        verbose = kwargs.get("verbose", "auto") != 0
+        if self.preprocessor.pending:
+            self.adapt(x, progress=verbose)
+        pending = pending_weight_losses(getattr(self, "loss", None))
+        if pending:
+            weight = pos_weight_from_fraction(change_fraction(x, y, progress=verbose))
+            for part in pending:
+                part.pos_weight = weight
+            if verbose:
+                print(f"Change pixels weighted by {weight:.3f} (from the training masks)")
+        schedule = recipe.epoch_schedule(getattr(self, "optimizer", None))
+        if schedule is not None and schedule.steps_per_epoch is None:
+            schedule.steps_per_epoch = recipe.steps_per_epoch(
+                x, kwargs.get("batch_size"), kwargs.get("steps_per_epoch")
+            )
+            if schedule.steps_per_epoch is None:
+                raise ConfigError(
+                    "cannot tell the epoch length of this training data for the per-epoch "
+                    "learning-rate decay; pass steps_per_epoch= to fit"
+                )
+        callbacks = kwargs.get("callbacks") or []
+        for callback in callbacks:
+            if hasattr(callback, "attach_to"):
+                callback.attach_to(callbacks)
+        return super().fit(x, y, *args, **kwargs)
+
+    def _check_ready(self) -> None:
+        if self.preprocessor.pending:
+            raise ConfigError(
+                f"the model's preprocessing ({self.preprocessor.scaling!r}) has not seen "
+                "training data yet: fit the model, call model.adapt(train_data), or build it "
+                "with preprocessing='unit'"
+            )
+
+    def evaluate(self, *args, **kwargs):
+        self._check_ready()
+        return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        self._check_ready()
+        return super().predict(*args, **kwargs)
+
+    # -- steps -----------------------------------------------------------------------------------
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         # Listed here so Keras resets them every epoch and reports exactly these.
         return [self.loss_tracker, self.change_metrics, *self._extra_metrics]
 
     def call(self, inputs, training=None, mask=None):
-        # Integer pixels (the batches of PairedImageDataset) are scaled here, before the
-        # functional graph would cast them to float32 unscaled.
         t1, t2 = inputs
-        return super().call((scale_pixels(t1), scale_pixels(t2)), training=training, mask=mask)
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.fit`, first resolving ``pos_weight="auto"`` from the training data.
-
-        With a `PairedImageDataset` the change fraction is read from its masks in one
-        streaming pass; with NumPy masks it is their mean. Other inputs need an explicit
-        `pos_weight`. A `MaskImageLogger` without a log_dir among the callbacks is pointed at
-        the folder of the `keras.callbacks.TensorBoard` callback (Keras Tuner's per-trial one).
-        """
-        loss = getattr(self, "loss", None)
-        if getattr(loss, "auto_pending", False):
-            loss.resolve_auto(x, y, verbose=kwargs.get("verbose", "auto") != 0)
-        attach_loggers(kwargs.get("callbacks"))
-        return super().fit(x, y, *args, **kwargs)
+        scaled = (self.preprocessor(t1), self.preprocessor(t2))
+        return super().call(scaled, training=training, mask=mask)
 
     def _record(self, loss, y, y_pred, sample_weight) -> dict:
         import tensorflow as tf
@@ -260,39 +311,6 @@ class SiameseChangeModel(keras.Model):
         for metric in self._extra_metrics:
             metric.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
-
-    def export(self, filepath, format: str = "tf_saved_model", verbose: bool = True, **kwargs):
-        """Export for serving; a SavedModel gets the endpoint ``serve(t1, t2)``.
-
-        The SavedModel's ``serve`` function and its ``serving_default`` signature take float32
-        ``t1`` and ``t2`` of shape (B, H, W, in_channels), any H and W, normalised as in
-        training (pixels divided by 255 for 8-bit images), and return
-        ``{"probability": (B, H, W, num_classes)}``. Other formats are Keras' own.
-
-        Example:
-            >>> model.export("served")  # doctest: +SKIP
-            >>> served = tf.saved_model.load("served")  # doctest: +SKIP
-            >>> served.serve(t1, t2)["probability"]  # doctest: +SKIP
-        """
-        if format != "tf_saved_model":
-            return super().export(filepath, format=format, verbose=verbose, **kwargs)
-        import tensorflow as tf
-
-        def serve(t1, t2):
-            return {"probability": self((t1, t2), training=False)}
-
-        shape = (None, None, None, self.in_channels)
-        archive = keras.export.ExportArchive()
-        archive.track(self)
-        archive.add_endpoint(
-            "serve",
-            serve,
-            input_signature=[
-                tf.TensorSpec(shape, tf.float32, name="t1"),
-                tf.TensorSpec(shape, tf.float32, name="t2"),
-            ],
-        )
-        archive.write_out(str(filepath), verbose=verbose)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -319,3 +337,35 @@ class SiameseChangeModel(keras.Model):
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
         )
         return self._record(loss, y, y_pred, sample_weight)
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def export(self, filepath, format: str = "tf_saved_model", verbose: bool = True, **kwargs):
+        """Export for serving; a SavedModel gets the endpoint ``serve(t1, t2)``.
+
+        The SavedModel's ``serve`` function and its ``serving_default`` signature take raw
+        ``t1`` and ``t2`` of shape (B, H, W, in_channels), any H and W, in the pixel type seen
+        in training (`preprocessor.pixel_dtype`, float32 if unknown), scale them as the model
+        does, and return ``{"probability": (B, H, W, num_classes)}``. Other formats are
+        Keras's own.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, **kwargs)
+        import tensorflow as tf
+
+        def serve(t1, t2):
+            return {"probability": self((t1, t2), training=False)}
+
+        shape = (None, None, None, self.in_channels)
+        dtype = tf.as_dtype(self.preprocessor.pixel_dtype or "float32")
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint(
+            "serve",
+            serve,
+            input_signature=[
+                tf.TensorSpec(shape, dtype, name="t1"),
+                tf.TensorSpec(shape, dtype, name="t2"),
+            ],
+        )
+        archive.write_out(str(filepath), verbose=verbose)

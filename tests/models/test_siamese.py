@@ -5,7 +5,7 @@ import pytest
 from siamese_cd.errors import ConfigError
 from siamese_cd.losses import WeightedBinaryCrossentropy
 from siamese_cd.models.siamese import SiameseChangeModel
-from tests.helpers import run_model_saving_test, run_serialization_test
+from tests.testing import TestCase
 
 
 def trainable_count(model):
@@ -16,145 +16,144 @@ def trainable_count(model):
 PUBLISHED = {"ef": 1_350_578, "diff": 1_350_146, "conc": 1_545_986}
 
 
-@pytest.mark.parametrize("variant", sorted(PUBLISHED))
-def test_parameter_count_matches_published(variant):
-    assert trainable_count(SiameseChangeModel(variant=variant, num_classes=2)) == PUBLISHED[variant]
-    # A 1-channel sigmoid head drops 16 * 9 + 1 = 145 weights.
-    assert trainable_count(SiameseChangeModel(variant=variant)) == PUBLISHED[variant] - 145
-
-
-def test_siamese_branches_share_one_encoder():
-    model = SiameseChangeModel(variant="diff", depth=2, filters=4)
-    encoders = [layer for layer in model.layers if layer.name == "encoder"]
-    assert len(encoders) == 1
-    assert len(encoders[0]._inbound_nodes) == 2  # called on t1 and on t2
-
-
-@pytest.mark.parametrize("size", [(32, 32), (50, 37), (7, 9)])
-def test_any_input_size_is_padded_and_cropped_back(size):
-    model = SiameseChangeModel(depth=3, filters=4)
-    x = np.random.default_rng(0).random((2, *size, 3), dtype=np.float32)
-    out = model.predict((x, x), verbose=0)
-    assert out.shape == (2, *size, 1)
-    assert ((out >= 0) & (out <= 1)).all()
-
-
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_integer_pixels_are_scaled_by_their_type_maximum(dtype, tmp_path):
-    """Integer batches (PairedImageDataset's) give what the scaled floats give."""
-    model = SiameseChangeModel(depth=2, filters=4)
-    rng = np.random.default_rng(0)
-    maximum = np.iinfo(dtype).max
-    t1, t2 = (rng.integers(0, maximum + 1, (2, 12, 12, 3)).astype(dtype) for _ in range(2))
-    floats = model.predict((t1 / np.float32(maximum), t2 / np.float32(maximum)), verbose=0)
-    np.testing.assert_allclose(model.predict((t1, t2), verbose=0), floats, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(model((t1, t2))), floats, atol=1e-6)
-    # Unscaled, the same pixels as float32 0..max give another answer: scaling matters.
-    unscaled = model.predict((t1.astype(np.float32), t2.astype(np.float32)), verbose=0)
-    assert np.abs(unscaled - floats).max() > 1e-3
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.predict((t1, t2), verbose=0), floats, atol=1e-6)
-
-
-def test_signed_integer_pixels_are_refused():
-    model = SiameseChangeModel(depth=2, filters=4)
-    x = np.zeros((1, 8, 8, 3), np.int32)
-    with pytest.raises(TypeError, match="uint8 or uint16, got int32"):
-        model((x, x))
-
-
-def test_two_class_head_is_softmax():
-    model = SiameseChangeModel(depth=2, filters=4, num_classes=2)
-    x = np.random.default_rng(0).random((1, 8, 8, 3), dtype=np.float32)
-    out = model.predict((x, x), verbose=0)
-    np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-5)
-
-
-def test_filters_list_and_convs():
-    model = SiameseChangeModel(depth=3, filters=[4, 6, 10], convs_per_level=2)
-    assert model.widths == [4, 6, 10]
-    assert model.get_layer("encoder").get_layer("enc3_2_conv").filters == 10
-    with pytest.raises(ValueError):
-        model.get_layer("encoder").get_layer("enc3_3_conv")
-
-
-def test_default_convs_follow_paper():
-    model = SiameseChangeModel(depth=5, filters=2)
-    encoder = model.get_layer("encoder")
-    names = {layer.name for layer in encoder.layers}
-    assert {"enc1_2_conv", "enc2_2_conv", "enc5_3_conv"} <= names
-    assert "enc1_3_conv" not in names and "enc2_3_conv" not in names
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"variant": "siam"}, "variant"),
-        ({"depth": 1}, "depth"),
-        ({"depth": 7}, "depth"),
-        ({"filters": [4, 8]}, "2 widths for depth 4"),
-        ({"num_classes": 3}, "num_classes"),
-        ({"convs_per_level": [1, 2, 2, 2]}, "level 1"),
-        ({"dropout": 1.0}, "dropout"),
-    ],
-)
-def test_bad_configs(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
-        SiameseChangeModel(**kwargs)
-
-
-@pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
-def test_config_round_trip(variant):
-    model = SiameseChangeModel(variant=variant, depth=2, filters=[3, 5], in_channels=4)
-    revived = run_serialization_test(model)
-    assert trainable_count(revived) == trainable_count(model)
-
-
 def randomize(model, seed=0):
     """Random weights everywhere, with positive BatchNorm variances, so a round trip that
     dropped or shuffled any variable would change the predictions."""
     rng = np.random.default_rng(seed)
-    model.set_weights(
-        [
+    for v in model.backbone.weights:
+        v.assign(
             rng.uniform(0.5, 1.5, v.shape) if "variance" in v.path else rng.normal(0, 0.3, v.shape)
-            for v in model.weights
-        ]
+        )
+
+
+class TestSiameseChangeModel(TestCase):
+    @pytest.mark.parametrize("variant", sorted(PUBLISHED))
+    def test_parameter_count_matches_published(self, variant):
+        assert (
+            trainable_count(SiameseChangeModel(variant=variant, num_classes=2))
+            == PUBLISHED[variant]
+        )
+        # A 1-channel sigmoid head drops 16 * 9 + 1 = 145 weights.
+        assert trainable_count(SiameseChangeModel(variant=variant)) == PUBLISHED[variant] - 145
+
+    def test_siamese_branches_share_one_encoder(self):
+        model = SiameseChangeModel(variant="diff", depth=2, filters=4)
+        encoders = [layer for layer in model.backbone.layers if layer.name == "encoder"]
+        assert len(encoders) == 1
+        assert len(encoders[0]._inbound_nodes) == 2  # called on t1 and on t2
+
+    @pytest.mark.parametrize("size", [(32, 32), (50, 37), (7, 9)])
+    def test_any_input_size_is_padded_and_cropped_back(self, size):
+        model = SiameseChangeModel(depth=3, filters=4, preprocessing="unit")
+        x = np.random.default_rng(0).random((2, *size, 3), dtype=np.float32)
+        out = model.predict((x, x), verbose=0)
+        assert out.shape == (2, *size, 1)
+        assert ((out >= 0) & (out <= 1)).all()
+
+    @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+    def test_integer_pixels_are_scaled_by_their_type_maximum(self, dtype, tmp_path):
+        """Integer batches (PairedImageDataset's) give what the scaled floats give."""
+        model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
+        rng = np.random.default_rng(0)
+        maximum = np.iinfo(dtype).max
+        t1, t2 = (rng.integers(0, maximum + 1, (2, 12, 12, 3)).astype(dtype) for _ in range(2))
+        floats = model.predict((t1 / np.float32(maximum), t2 / np.float32(maximum)), verbose=0)
+        np.testing.assert_allclose(model.predict((t1, t2), verbose=0), floats, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(model((t1, t2))), floats, atol=1e-6)
+        # Unscaled, the same pixels as float32 0..max give another answer: scaling matters.
+        unscaled = model.predict((t1.astype(np.float32), t2.astype(np.float32)), verbose=0)
+        assert np.abs(unscaled - floats).max() > 1e-3
+        model.save(tmp_path / "m.keras")
+        loaded = keras.saving.load_model(tmp_path / "m.keras")
+        np.testing.assert_allclose(loaded.predict((t1, t2), verbose=0), floats, atol=1e-6)
+
+    def test_signed_integer_pixels_are_refused(self):
+        model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
+        x = np.zeros((1, 8, 8, 3), np.int32)
+        with pytest.raises(ConfigError, match="uint8 or uint16, got int32"):
+            model((x, x))
+
+    def test_two_class_head_is_softmax(self):
+        model = SiameseChangeModel(depth=2, filters=4, num_classes=2, preprocessing="unit")
+        x = np.random.default_rng(0).random((1, 8, 8, 3), dtype=np.float32)
+        out = model.predict((x, x), verbose=0)
+        np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-5)
+
+    def test_filters_list_and_convs(self):
+        model = SiameseChangeModel(depth=3, filters=[4, 6, 10], convs_per_level=2)
+        assert model.widths == [4, 6, 10]
+        encoder = model.backbone.get_layer("encoder")
+        assert encoder.get_layer("enc3_2_conv").filters == 10
+        with pytest.raises(ValueError):
+            encoder.get_layer("enc3_3_conv")
+
+    def test_default_convs_follow_paper(self):
+        model = SiameseChangeModel(depth=5, filters=2)
+        encoder = model.backbone.get_layer("encoder")
+        names = {layer.name for layer in encoder.layers}
+        assert {"enc1_2_conv", "enc2_2_conv", "enc5_3_conv"} <= names
+        assert "enc1_3_conv" not in names and "enc2_3_conv" not in names
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"variant": "siam"}, "variant"),
+            ({"depth": 1}, "depth"),
+            ({"depth": 7}, "depth"),
+            ({"filters": [4, 8]}, "2 widths for depth 4"),
+            ({"num_classes": 3}, "num_classes"),
+            ({"convs_per_level": [1, 2, 2, 2]}, "level 1"),
+            ({"dropout": 1.0}, "dropout"),
+        ],
     )
+    def test_bad_configs(self, kwargs, match):
+        with pytest.raises(ConfigError, match=match):
+            SiameseChangeModel(**kwargs)
 
+    @pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
+    def test_config_round_trip(self, variant):
+        model = SiameseChangeModel(variant=variant, depth=2, filters=[3, 5], in_channels=4)
+        revived = self.run_serialization_test(model)
+        assert trainable_count(revived) == trainable_count(model)
 
-@pytest.mark.parametrize("depth", [2, 3, 4, 5, 6])
-@pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
-def test_keras_round_trip_for_every_variant_and_depth(variant, depth, tmp_path):
-    model = SiameseChangeModel(variant=variant, depth=depth, filters=2)
-    randomize(model)
-    rng = np.random.default_rng(1)
-    x = (rng.random((1, 40, 40, 3), dtype=np.float32), rng.random((1, 40, 40, 3), dtype=np.float32))
-    run_model_saving_test(model, x, tmp_path)
+    @pytest.mark.parametrize("depth", [2, 3, 4, 5, 6])
+    @pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
+    def test_keras_round_trip_for_every_variant_and_depth(self, variant, depth, tmp_path):
+        model = SiameseChangeModel(variant=variant, depth=depth, filters=2, preprocessing="unit")
+        randomize(model)
+        rng = np.random.default_rng(1)
+        x = (
+            rng.random((1, 40, 40, 3), dtype=np.float32),
+            rng.random((1, 40, 40, 3), dtype=np.float32),
+        )
+        self.run_model_saving_test(model, x, tmp_path)
 
+    @pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
+    def test_trained_and_compiled_model_round_trip(self, variant, tmp_path):
+        model = SiameseChangeModel(
+            variant=variant, depth=2, filters=4, in_channels=2, preprocessing="unit"
+        )
+        model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=3.0))
+        rng = np.random.default_rng(1)
+        x = (
+            rng.random((2, 16, 16, 2), dtype=np.float32),
+            rng.random((2, 16, 16, 2), dtype=np.float32),
+        )
+        y = (rng.random((2, 16, 16, 1)) > 0.7).astype(np.float32)
+        model.fit(x, y, epochs=1, verbose=0)  # move BatchNorm statistics off their initial values
+        loaded = self.run_model_saving_test(model, x, tmp_path)
+        assert loaded.built
+        assert loaded.loss.pos_weight == 3.0
+        assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))
 
-@pytest.mark.parametrize("variant", ["diff", "conc", "ef"])
-def test_trained_and_compiled_model_round_trip(variant, tmp_path):
-    model = SiameseChangeModel(variant=variant, depth=2, filters=4, in_channels=2)
-    model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=3.0))
-    rng = np.random.default_rng(1)
-    x = (rng.random((2, 16, 16, 2), dtype=np.float32), rng.random((2, 16, 16, 2), dtype=np.float32))
-    y = (rng.random((2, 16, 16, 1)) > 0.7).astype(np.float32)
-    model.fit(x, y, epochs=1, verbose=0)  # move BatchNorm statistics off their initial values
-    loaded = run_model_saving_test(model, x, tmp_path)
-    assert loaded.built
-    assert loaded.loss.pos_weight == 3.0
-    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))
-
-
-def test_fit_reports_epoch_metrics_and_auto_weight():
-    rng = np.random.default_rng(0)
-    x = rng.random((4, 16, 16, 3), dtype=np.float32)
-    y = np.zeros((4, 16, 16, 1), np.float32)
-    y[:, :4, :4] = 1  # change fraction 1/16
-    model = SiameseChangeModel(depth=2, filters=4)
-    model.compile(optimizer="adam")
-    history = model.fit((x, x), y, validation_data=((x, x), y), epochs=1, verbose=0)
-    assert model.loss.pos_weight == pytest.approx(15.0)
-    for name in ("loss", "precision", "recall", "f1", "iou", "val_f1", "val_iou"):
-        assert name in history.history
+    def test_fit_reports_epoch_metrics_and_auto_weight(self):
+        rng = np.random.default_rng(0)
+        x = rng.random((4, 16, 16, 3), dtype=np.float32)
+        y = np.zeros((4, 16, 16, 1), np.float32)
+        y[:, :4, :4] = 1  # change fraction 1/16
+        model = SiameseChangeModel(depth=2, filters=4)
+        model.compile(optimizer="adam")
+        history = model.fit((x, x), y, validation_data=((x, x), y), epochs=1, verbose=0)
+        assert model.loss.pos_weight == pytest.approx(15.0)
+        for name in ("loss", "precision", "recall", "f1", "iou", "val_f1", "val_iou"):
+            assert name in history.history

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from siamese_cd import SiameseChangeModel, WeightedBinaryCrossentropy
+from tests.testing import TestCase
 
 
 def squares(n=32, size=16, seed=0):
@@ -33,7 +34,7 @@ def mixed_precision():
 
 
 def one_sgd_step(x, y, weights=None):
-    model = SiameseChangeModel(depth=2, filters=4, dropout=0.0)
+    model = SiameseChangeModel(depth=2, filters=4, dropout=0.0, preprocessing="unit")
     if weights is not None:
         model.set_weights(weights)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=WeightedBinaryCrossentropy(2.0))
@@ -61,9 +62,11 @@ def test_mixed_precision_step_matches_float32_step():
 
 def test_mixed_precision_model_learns(mixed_precision):
     keras.utils.set_random_seed(0)
-    model = SiameseChangeModel(depth=2, filters=8)
-    assert model.get_layer("encoder").get_layer("enc1_1_conv").compute_dtype == "float16"
-    assert model.get_layer("head").compute_dtype == "float32"
+    model = SiameseChangeModel(depth=2, filters=8, preprocessing="unit")
+    encoder = model.backbone.get_layer("encoder")
+    assert encoder.get_layer("enc1_1_conv").compute_dtype == "float16"
+    assert model.backbone.get_layer("head").compute_dtype == "float32"
+    assert model.preprocessor.compute_dtype == "float32"
     assert model.output.dtype == "float32"
     model.compile(optimizer=keras.optimizers.Adam(5e-3), loss=WeightedBinaryCrossentropy(4.0))
     x, y = squares()
@@ -89,7 +92,7 @@ MIRRORED = textwrap.dedent(
     rng = np.random.default_rng(0)
     x = (rng.random((8, 16, 16, 3), np.float32), rng.random((8, 16, 16, 3), np.float32))
     y = (rng.random((8, 16, 16, 1)) > 0.7).astype(np.float32)
-    config = dict(depth=2, filters=4, dropout=0.0, batch_norm=False)
+    config = dict(depth=2, filters=4, dropout=0.0, batch_norm=False, preprocessing="unit")
     weights = SiameseChangeModel(**config).get_weights()
 
     def run(strategy):
@@ -129,7 +132,7 @@ def test_mirrored_strategy_reports_the_single_device_loss():
 
 
 def test_jit_compile_is_honoured():
-    model = SiameseChangeModel(depth=2, filters=4)
+    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
     model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(2.0), jit_compile=True)
     assert model.jit_compile is True
     x, y = squares(n=4)
@@ -144,22 +147,23 @@ def test_predict_ignores_labels_in_the_batch():
     import tensorflow as tf
 
     x, y = squares(n=4)
-    model = SiameseChangeModel(depth=2, filters=4)
+    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
     labelled = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
     probabilities = model.predict(labelled, verbose=0)
     assert probabilities.shape == y.shape
     np.testing.assert_allclose(probabilities, model.predict(x, verbose=0), atol=1e-6)
 
 
-def test_export_serves_t1_t2_to_probabilities(tmp_path):
-    import tensorflow as tf
-
-    model = SiameseChangeModel(depth=2, filters=4)
-    x, _ = squares(n=2, size=24)
-    model.export(str(tmp_path / "served"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "served"))
-    expected = model.predict_on_batch(x)
-    np.testing.assert_allclose(served.serve(*x)["probability"].numpy(), expected, atol=1e-6)
-    signature = served.signatures["serving_default"]
-    outputs = signature(t1=tf.constant(x[0]), t2=tf.constant(x[1]))
-    np.testing.assert_allclose(outputs["probability"].numpy(), expected, atol=1e-6)
+class TestServing(TestCase):
+    def test_export_serves_raw_pixels_as_the_model_does(self, tmp_path):
+        x, y = squares(n=4, size=24)
+        raw = tuple((part * 60000).astype(np.uint16) for part in x)
+        model = SiameseChangeModel(depth=2, filters=4)
+        model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(2.0))
+        model.fit(raw, y, epochs=1, verbose=0)
+        assert model.preprocessor.scaling == "standardize"
+        served = self.run_export_test(model, raw, tmp_path)
+        assert (
+            served.signatures["serving_default"].structured_input_signature[1]["t1"].dtype.name
+            == "uint16"
+        )

@@ -1,0 +1,88 @@
+"""`ChangePreprocessor`: the one place pixels are scaled, measured once, saved with the model."""
+
+import keras
+import numpy as np
+import pytest
+
+from siamese_cd import PairedImageDataset, SiameseChangeModel
+from siamese_cd.errors import ConfigError, DatasetError
+from siamese_cd.models.preprocessing import ChangePreprocessor, preprocessing_config
+from tests.conftest import make_split
+from tests.testing import TestCase
+
+
+def dataset_pixels(dataset):
+    """Every pixel of both dates as (N, bands) float64, read independently of the layer."""
+    images = []
+    for i in range(len(dataset.pairs)):
+        t1, t2, _ = dataset.read_pair(i)
+        images += [t1.reshape(-1, t1.shape[-1]), t2.reshape(-1, t2.shape[-1])]
+    return np.concatenate(images).astype(np.float64)
+
+
+class TestChangePreprocessor(TestCase):
+    @pytest.mark.parametrize(
+        ("dtype", "maximum"), [(np.uint8, 255.0), (np.uint16, 65535.0), (np.float32, 1.0)]
+    )
+    def test_unit_divides_by_the_pixel_type_maximum(self, dtype, maximum):
+        pixels = np.array([[[[0, 1, 7]]]]).astype(dtype)
+        expected = pixels.astype(np.float32) / np.float32(maximum)
+        self.run_layer_test(ChangePreprocessor("unit"), pixels, expected)
+
+    def test_standardize_measures_every_pixel_of_both_dates(self, tmp_path):
+        dataset = PairedImageDataset(make_split(tmp_path / "train", count=5))
+        layer = ChangePreprocessor("standardize")
+        layer.adapt(dataset, progress=False)
+        pixels = dataset_pixels(dataset)
+        np.testing.assert_allclose(layer.mean, pixels.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(layer.variance, pixels.var(axis=0), rtol=1e-4)
+        t1, _, _ = dataset.read_pair(0)
+        expected = (t1 - pixels.mean(axis=0)) / pixels.std(axis=0)
+        self.run_layer_test(layer, t1[None], expected[None], atol=1e-4)
+        assert layer.pixel_dtype == "uint8"
+
+    @pytest.mark.parametrize(("dtype", "scaling"), [(np.uint8, "unit"), (np.uint16, "standardize")])
+    def test_auto_chooses_from_the_training_pixels(self, dtype, scaling):
+        layer = ChangePreprocessor("auto")
+        assert layer.pending
+        pixels = np.random.default_rng(0).integers(1000, 2000, (2, 4, 4, 3)).astype(dtype)
+        layer.adapt(pixels)
+        assert layer.scaling == scaling and not layer.pending
+        assert layer.pixel_dtype == np.dtype(dtype).name
+
+    def test_constant_band_is_refused_by_name(self):
+        pixels = np.random.default_rng(0).integers(0, 9, (2, 4, 4, 3)).astype(np.uint16)
+        pixels[..., 1] = 1500
+        with pytest.raises(DatasetError, match=r"band\(s\) \[2\] are constant"):
+            ChangePreprocessor("standardize").adapt(pixels)
+
+    def test_unmeasured_model_refuses_to_predict(self):
+        model = SiameseChangeModel(depth=2, filters=2)
+        x = np.zeros((1, 8, 8, 3), np.uint16)
+        with pytest.raises(ConfigError, match="has not seen training data yet"):
+            model.predict((x, x), verbose=0)
+        with pytest.raises(ConfigError, match="preprocessing must be one of"):
+            SiameseChangeModel(depth=2, filters=2, preprocessing="minmax")
+
+    def test_measured_config_builds_a_ready_model(self, tmp_path):
+        pixels = np.random.default_rng(0).integers(1000, 3000, (2, 8, 8, 4)).astype(np.uint16)
+        config = preprocessing_config((pixels, pixels), "auto")
+        assert config["scaling"] == "standardize" and len(config["mean"]) == 4
+        model = SiameseChangeModel(depth=2, filters=2, in_channels=4, preprocessing=config)
+        assert not model.preprocessor.pending
+        np.testing.assert_allclose(model.preprocessor.mean, config["mean"])
+        revived = self.run_serialization_test(model.preprocessor)
+        np.testing.assert_allclose(revived.variance, config["variance"])
+        self.run_model_saving_test(model, (pixels, pixels), tmp_path)
+        with pytest.raises(ConfigError, match="measured on 4 band"):
+            SiameseChangeModel(depth=2, filters=2, in_channels=3, preprocessing=config)
+
+    def test_stays_float32_under_mixed_precision(self):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            layer = ChangePreprocessor("standardize", in_channels=1, mean=[1500.0], variance=[4.0])
+            out = layer(np.array([[[[1502]]]], np.uint16))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        assert layer.compute_dtype == "float32" and out.dtype == "float32"
+        assert float(np.asarray(out).ravel()[0]) == 1.0
