@@ -176,10 +176,7 @@ def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel
         )
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    if settings.learning_rate is None:
-        model.compile(loss=settings.loss)
-    else:
-        model.compile(learning_rate=settings.learning_rate, loss=settings.loss)
+    model.compile(learning_rate=settings.learning_rate, loss=settings.loss)  # None: recipe's
     return model
 
 
