@@ -1,4 +1,18 @@
-"""Callbacks that show a change-detection run in TensorBoard."""
+"""Callbacks that show a change-detection run in TensorBoard, guard it and keep its best state.
+
+Example:
+    >>> import numpy as np
+    >>> masks = np.zeros((2, 32, 32, 1), np.float32)
+    >>> masks[0, :8] = 1
+    >>> images = np.zeros((2, 32, 32, 3), np.uint8)  # raw pixels, as stored
+    >>> logger = MaskImageLogger((images, images, masks), max_samples=1)
+    >>> logger.t1.dtype, logger.masks.shape  # held as given; the model scales them
+    (dtype('uint8'), (1, 32, 32, 1))
+    >>> board = keras.callbacks.TensorBoard("logs/run1")
+    >>> logger.attach_to([board, logger])
+    >>> str(logger.target_dir())
+    'logs/run1'
+"""
 
 from __future__ import annotations
 
@@ -11,7 +25,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from siamese_cd.data.decoding import as_float_pixels
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
 from siamese_cd.panels import DESCRIPTION, make_panels, to_rgb_uint8
@@ -22,15 +35,14 @@ def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
 
     Args:
         data: a `PairedImageDataset`, or a tuple ``(t1, t2, masks)`` of NumPy arrays with
-            images (N, H, W, C), float in [0, 1] or integer pixels (scaled by their type's
-            maximum, as the model does), and masks (N, H, W, 1).
+            images (N, H, W, C) as stored (the model scales them) and masks (N, H, W, 1).
         max_samples: how many samples to keep.
         seed: seed of the order in which candidates are looked at.
         scan_limit: at most ``scan_limit * max_samples`` samples of a dataset are decoded
             while looking for changed ones, so start-up stays quick on large splits.
 
     Returns:
-        ``(t1, t2, masks)`` as float32 NumPy arrays.
+        ``(t1, t2, masks)``: the images' raw pixels as given, the masks float32.
     """
     if max_samples < 1:
         raise ValueError(f"max_samples must be at least 1, got {max_samples}")
@@ -44,8 +56,6 @@ def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
     else:
         try:
             t1, t2, masks = (np.asarray(a) for a in data)
-            # Integer images are raw pixels: scale them as the model does.
-            t1, t2 = (as_float_pixels(a).astype(np.float32, copy=False) for a in (t1, t2))
             masks = masks.astype(np.float32)
         except (TypeError, ValueError) as error:
             raise DatasetError(
@@ -64,7 +74,8 @@ def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
         if len(changed) == max_samples:
             break
     chosen = (changed + unchanged)[:max_samples]
-    return tuple(np.stack([s[k] for s in chosen]) for k in range(3))
+    t1, t2, masks = (np.stack([s[k] for s in chosen]) for k in range(3))
+    return t1, t2, masks.astype(np.float32, copy=False)
 
 
 class MaskImageLogger(keras.callbacks.Callback):
@@ -79,15 +90,16 @@ class MaskImageLogger(keras.callbacks.Callback):
     `keras.callbacks.TensorBoard`.
 
     Samples are chosen once, deterministically, preferring ones that contain change, and held
-    as NumPy arrays; the summary writer is opened in `on_train_begin` and closed in
-    `on_train_end`. So the callback survives `copy.deepcopy`, as Keras Tuner copies callbacks
-    for every trial.
+    as NumPy arrays of raw pixels, which the model is given as they are (its preprocessing
+    layer scales them); `siamese_cd.panels` converts them for display. The summary writer is
+    opened in `on_train_begin` and closed in `on_train_end`. So the callback survives
+    `copy.deepcopy`, as Keras Tuner copies callbacks for every trial.
 
     Args:
         data: a labelled `PairedImageDataset`, or ``(t1, t2, masks)`` NumPy arrays.
         log_dir: the run folder. None writes beside the `keras.callbacks.TensorBoard` of the
-            same `SiameseChangeModel.fit` call, which under Keras Tuner is each trial's own
-            folder.
+            same `SiameseChangeModel.fit` call (which calls `attach_to`), under Keras Tuner
+            each trial's own folder.
         every_n_epochs: write every this many epochs.
         max_samples: how many samples to show.
         threshold: probability at or above which a pixel is shown as change.
@@ -96,11 +108,8 @@ class MaskImageLogger(keras.callbacks.Callback):
         stretch: percentile-stretch images for display (for dark multispectral data).
         pr_curve: also write the precision-recall curve.
 
-    Example:
-        >>> logger = MaskImageLogger(val)  # doctest: +SKIP
-        >>> tensorboard = keras.callbacks.TensorBoard("logs/run1")
-        >>> model.fit(train, validation_data=val, epochs=5,
-        ...           callbacks=[tensorboard, logger])  # doctest: +SKIP
+    Example: see the module docstring; in training,
+    ``model.fit(train, validation_data=val, callbacks=[tensorboard, logger])``.
     """
 
     def __init__(
@@ -130,23 +139,33 @@ class MaskImageLogger(keras.callbacks.Callback):
         self._tensorboard_dir: Path | None = None
         self._writer = None
 
-    def attach(self, tensorboard_log_dir: str | os.PathLike | None) -> None:
-        """Take the log folder of the TensorBoard callback of the coming `fit`.
+    def attach_to(self, callbacks) -> None:
+        """Take the log folder of the `keras.callbacks.TensorBoard` among `callbacks`.
 
-        Used when `log_dir` is None; `SiameseChangeModel.fit` calls it.
+        `SiameseChangeModel.fit` calls it with the callbacks of the coming fit; it matters
+        when `log_dir` is None. Without a TensorBoard callback the folder is forgotten.
         """
-        self._tensorboard_dir = None if tensorboard_log_dir is None else Path(tensorboard_log_dir)
+        boards = [c for c in callbacks or [] if isinstance(c, keras.callbacks.TensorBoard)]
+        self._tensorboard_dir = Path(boards[0].log_dir) if boards else None
 
-    def on_train_begin(self, logs=None):
-        import tensorflow as tf
+    def target_dir(self) -> Path:
+        """The run folder written to: `log_dir`, or the attached TensorBoard callback's.
 
+        Raises:
+            ConfigError: if there is neither.
+        """
         root = self.log_dir or self._tensorboard_dir
         if root is None:
             raise ConfigError(
                 "MaskImageLogger(log_dir=None) writes beside a keras.callbacks.TensorBoard "
                 "in the same SiameseChangeModel.fit; add one, or give log_dir"
             )
-        self.run_dir = root / "images"
+        return root
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self.run_dir = self.target_dir() / "images"
         self._writer = tf.summary.create_file_writer(str(self.run_dir))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -181,15 +200,6 @@ class MaskImageLogger(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-def attach_loggers(callbacks) -> None:
-    """Point every `MaskImageLogger` at the log folder of the fit's TensorBoard callback."""
-    callbacks = list(callbacks or [])
-    boards = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
-    for callback in callbacks:
-        if isinstance(callback, MaskImageLogger):
-            callback.attach(boards[0].log_dir if boards else None)
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -257,39 +267,6 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
         if self.best != before:
             record = {"monitor": self.monitor, "best": float(self.best), "epoch": epoch + 1}
             self.record.write_text(json.dumps(record) + "\n")
-
-
-class HParamsLogger(keras.callbacks.Callback):
-    """Records a run's hyperparameters for TensorBoard's HParams dashboard.
-
-    The session is written to `log_dir` itself, whose ``train``, ``validation`` (and
-    ``test``) runs hold the metrics, so runs of plain training compare in the dashboard like
-    Keras Tuner trials.
-
-    Args:
-        log_dir: the run folder, the same as the TensorBoard callback's.
-        hparams: name to value; values are str, bool, int or float (lists are joined by
-            commas).
-        trial_id: the session's name in the dashboard; defaults to the folder name.
-    """
-
-    def __init__(self, log_dir: str | os.PathLike, hparams: dict, trial_id: str | None = None):
-        super().__init__()
-        self.log_dir = Path(log_dir)
-        self.hparams = {
-            name: ",".join(map(str, value)) if isinstance(value, list | tuple) else value
-            for name, value in hparams.items()
-        }
-        self.trial_id = trial_id or self.log_dir.name
-
-    def on_train_begin(self, logs=None):
-        import tensorflow as tf
-        from tensorboard.plugins.hparams import api as hparams_api
-
-        writer = tf.summary.create_file_writer(str(self.log_dir))
-        with writer.as_default():
-            hparams_api.hparams(self.hparams, trial_id=self.trial_id)
-        writer.close()
 
 
 def write_scores(run_dir: str | os.PathLike, scores: dict[str, float], step: int) -> None:

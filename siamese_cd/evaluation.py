@@ -5,10 +5,30 @@ of the split before any ratio is taken, the protocol of the published results. W
 images or tiles were scored, and at which threshold, moves F1 by up to a point, so the
 protocol travels with the numbers.
 
+The model is given the files' pixels as stored (its preprocessing layer scales them). With
+overlapping tiles (a stride below the tile size) every pixel is counted once, with the
+prediction of the first tile that covers it.
+
 Example:
-    >>> test = PairedImageDataset("data/SYSU-CD/test", batch_size=16)  # doctest: +SKIP
-    >>> result = evaluate(model, test)  # doctest: +SKIP
-    >>> print(result.format())  # doctest: +SKIP
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from siamese_cd.data.dataset import PairedImageDataset
+    >>> root = Path(tempfile.mkdtemp())
+    >>> image, truth = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8)
+    >>> truth[:8] = 255  # 256 changed pixels
+    >>> for folder, array in (("time1", image), ("time2", image), ("label", truth)):
+    ...     (root / folder).mkdir()
+    ...     Image.fromarray(array).save(root / folder / "a.png")
+    >>> class TopHalf:  # a stand-in model: change in the top 16 rows
+    ...     def predict_on_batch(self, inputs):
+    ...         probability = np.zeros((*inputs[0].shape[:3], 1), np.float32)
+    ...         probability[:, :16] = 1.0
+    ...         return probability
+    >>> result = evaluate(TopHalf(), PairedImageDataset(root), progress=False)
+    >>> result.counts
+    {'tp': 256, 'fp': 256, 'fn': 0, 'tn': 512}
+    >>> round(result.scores["f1"], 4)
+    0.6667
 """
 
 from __future__ import annotations
@@ -22,7 +42,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from siamese_cd.data.decoding import as_float_pixels
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
 from siamese_cd.metrics import SCORE_NAMES, scores_from_counts
@@ -91,32 +110,8 @@ class Evaluation:
                 )
 
 
-def evaluate(
-    model,
-    dataset,
-    threshold: float | None = None,
-    split: str | None = None,
-    progress: bool = True,
-) -> Evaluation:
-    """Score `model` on every sample of a labelled `PairedImageDataset`.
-
-    Args:
-        model: a change model taking ``(t1, t2)`` batches.
-        dataset: labelled, not shuffled, not augmented, without random crops; with
-            ``tile_size`` its tiles are scored (a tile stride below the tile size counts
-            shared pixels more than once).
-        threshold: probability at or above which a pixel is change; default the model's
-            ``threshold`` (0.5).
-        split: name of the split for the report; default the dataset's folder.
-        progress: show a progress bar over batches.
-
-    Returns:
-        An `Evaluation` with counts, scores, the protocol and per-image rows.
-
-    Raises:
-        DatasetError: for an unlabelled, shuffled, augmented or cropping dataset.
-        ConfigError: if the dataset's bands do not fit the model.
-    """
+def _check_dataset(model, dataset) -> None:
+    """Raise if `dataset` would not give every labelled sample once, as the model takes it."""
     if not dataset.labelled:
         raise DatasetError("evaluate needs labels; this dataset has none")
     if dataset.shuffle or dataset.augment is not None or dataset.crop_size is not None:
@@ -129,39 +124,70 @@ def evaluate(
         raise ConfigError(
             f"{dataset.pairs[0].t1}: {dataset.channels} band(s), but the model takes {expected}"
         )
-    if threshold is None:
-        threshold = float(getattr(model, "threshold", 0.5))
-    per_scene = np.zeros((len(dataset.pairs), 4), np.int64)
-    bar = tqdm(total=dataset.num_samples, desc="Scoring", unit="sample", disable=not progress)
-    # One batch is decoded ahead while the model scores the current one.
+
+
+def confusion(predicted: np.ndarray, actual: np.ndarray, where=None) -> tuple[int, ...]:
+    """``(tp, fp, fn, tn)`` of two boolean maps of the same shape, over `where` if given."""
+    cells = (predicted & actual, predicted & ~actual, ~predicted & actual, ~predicted & ~actual)
+    if where is not None:
+        cells = tuple(cell & where for cell in cells)
+    return tuple(np.count_nonzero(cell) for cell in cells)
+
+
+class PixelTally:
+    """Per-scene ``(tp, fp, fn, tn)``, counting every pixel of a scene once.
+
+    Tiles arrive scene by scene (the dataset is not shuffled). A tile's pixels already
+    counted by an earlier, overlapping tile of the same scene are left out, so with
+    overlapping tiles each pixel is scored once, by the first tile covering it. Only the
+    current scene's coverage map is held.
+
+    Example:
+        >>> tally = PixelTally(scenes=1)
+        >>> tile = np.ones((4, 4), bool)
+        >>> tally.add(0, tile, tile, window=(0, 0, 4, 4))
+        >>> tally.add(0, tile, tile, window=(0, 2, 4, 4))  # half of it was counted already
+        >>> tally.per_scene[0].tolist()
+        [24, 0, 0, 0]
+    """
+
+    def __init__(self, scenes: int):
+        self.per_scene = np.zeros((scenes, 4), np.int64)
+        self._scene: int | None = None
+        self._covered = np.zeros((0, 0), bool)
+
+    def add(self, scene: int, predicted, actual, window=None) -> None:
+        """Count a sample: a whole scene (`window` None) or the tile ``(top, left, h, w)``."""
+        if window is None:
+            self.per_scene[scene] += confusion(predicted, actual)
+            return
+        top, left, height, width = window
+        need = (top + height, left + width)
+        if scene != self._scene:
+            self._scene, self._covered = scene, np.zeros(need, bool)
+        elif self._covered.shape[0] < need[0] or self._covered.shape[1] < need[1]:
+            grown = np.zeros(np.maximum(self._covered.shape, need), bool)
+            grown[: self._covered.shape[0], : self._covered.shape[1]] = self._covered
+            self._covered = grown
+        covered = self._covered[top : top + height, left : left + width]
+        self.per_scene[scene] += confusion(predicted, actual, where=~covered)
+        covered[:] = True
+
+
+def _batches(dataset):
+    """The dataset's batches in order, one decoded ahead while the model scores another."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(dataset.__getitem__, 0)
         for index in range(len(dataset)):
-            (t1, t2), mask = pending.result()
+            batch = pending.result()
             if index + 1 < len(dataset):
                 pending = pool.submit(dataset.__getitem__, index + 1)
-            # Floats in [0, 1] for any model, also one that does not scale integer pixels.
-            inputs = (as_float_pixels(t1), as_float_pixels(t2))
-            probability = change_probability(np.asarray(model.predict_on_batch(inputs)))
-            predicted = probability[..., 0] >= threshold
-            actual = mask[..., 0] >= 0.5
-            first = index * dataset.batch_size
-            for offset in range(len(mask)):
-                sample = first + offset
-                scene = dataset.tiles.locate(sample)[0] if dataset.tiles is not None else sample
-                p, a = predicted[offset], actual[offset]
-                per_scene[scene] += (
-                    np.count_nonzero(p & a),
-                    np.count_nonzero(p & ~a),
-                    np.count_nonzero(~p & a),
-                    np.count_nonzero(~p & ~a),
-                )
-            bar.update(len(mask))
-    bar.close()
+            yield index, batch
 
-    total = per_scene.sum(axis=0)
+
+def _protocol(dataset, split: str | None, threshold: float) -> dict:
     tiles = dataset.tiles
-    protocol = {
+    return {
         "split": split or str(dataset.root or dataset.pairs[0].t1.parent),
         "pairs": len(dataset.pairs),
         "samples": dataset.num_samples,
@@ -170,8 +196,53 @@ def evaluate(
         "tile_stride": list(tiles.stride) if tiles is not None else None,
         "threshold": threshold,
     }
+
+
+def evaluate(
+    model,
+    dataset,
+    threshold: float | None = None,
+    split: str | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Score `model` on every sample of a labelled `PairedImageDataset`.
+
+    Args:
+        model: a change model taking ``(t1, t2)`` batches of raw pixels.
+        dataset: labelled, not shuffled, not augmented, without random crops; with
+            ``tile_size`` its tiles are scored, each pixel once even where tiles overlap.
+        threshold: probability at or above which a pixel is change; default the model's
+            ``threshold`` (0.5).
+        split: name of the split for the report; default the dataset's folder.
+        progress: show a progress bar over batches.
+
+    Returns:
+        An `Evaluation` with counts, scores, the protocol and per-image rows.
+
+    Raises:
+        DatasetError: for an unlabelled, shuffled, augmented or cropping dataset.
+        ConfigError: if the dataset's bands do not fit the model.
+    """
+    _check_dataset(model, dataset)
+    if threshold is None:
+        threshold = float(getattr(model, "threshold", 0.5))
+    tally = PixelTally(len(dataset.pairs))
+    tiles = dataset.tiles
+    bar = tqdm(total=dataset.num_samples, desc="Scoring", unit="sample", disable=not progress)
+    for index, ((t1, t2), mask) in _batches(dataset):
+        probability = change_probability(np.asarray(model.predict_on_batch((t1, t2))))
+        predicted = probability[..., 0] >= threshold
+        actual = mask[..., 0] >= 0.5
+        for offset in range(len(mask)):
+            sample = index * dataset.batch_size + offset
+            scene, window = tiles.locate(sample) if tiles is not None else (sample, None)
+            tally.add(scene, predicted[offset], actual[offset], window)
+        bar.update(len(mask))
+    bar.close()
+    total = tally.per_scene.sum(axis=0)
     per_image = [
         {"stem": pair.stem, **dict(zip(COUNTS, map(int, counts))), **scores(counts)}
-        for pair, counts in zip(dataset.pairs, per_scene)
+        for pair, counts in zip(dataset.pairs, tally.per_scene)
     ]
+    protocol = _protocol(dataset, split, threshold)
     return Evaluation(dict(zip(COUNTS, map(int, total))), scores(total), protocol, per_image)

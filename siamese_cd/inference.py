@@ -9,7 +9,17 @@ scene's own edges the ramp is left out, so every pixel has weight.
 
 Memory is the window batch plus the output: the scene's inputs are read one window at a time
 from a reader (`ArrayScene` for arrays in memory; files are read window by window where their
-format allows it).
+format allows it). Windows keep the pixels' stored type (uint8, uint16, float): the model's
+preprocessing layer scales them, as it did in training.
+
+Example:
+    >>> from siamese_cd import SiameseChangeModel
+    >>> model = SiameseChangeModel(depth=2, filters=2, preprocessing="unit")
+    >>> t1 = np.zeros((40, 48, 3), np.uint8)
+    >>> t2 = np.full((40, 48, 3), 200, np.uint8)
+    >>> probability = predict_scene(model, t1, t2, tile_size=32, overlap=16)
+    >>> probability.shape, probability.dtype
+    ((40, 48), dtype('float32'))
 """
 
 from __future__ import annotations
@@ -23,13 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from siamese_cd.data.decoding import (
-    as_float_pixels,
-    image_size,
-    pixel_scale,
-    read_image,
-    uses_rasterio,
-)
+from siamese_cd.data.decoding import image_size, read_image, uses_rasterio
 from siamese_cd.data.pairing import pair_by_stem
 from siamese_cd.data.windows import windows
 from siamese_cd.errors import ConfigError, ImageReadError
@@ -62,15 +66,17 @@ def load_change_model(path: str | Path):
 
 
 class Scene(Protocol):
-    """A source of image windows: `shape` is (H, W, C); `read` returns float32 in [0, 1]."""
+    """A source of image windows: `shape` is (H, W, C), `dtype` the stored pixel type;
+    `read` returns a window's pixels as stored."""
 
     shape: tuple[int, int, int]
+    dtype: np.dtype
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray: ...
 
 
 class ArrayScene:
-    """A scene held as an (H, W, C) array; integer pixels are scaled by their dtype's max."""
+    """A scene held as an (H, W, C) array; windows are views of it, pixels as they are."""
 
     def __init__(self, array: np.ndarray, name: str = "array"):
         if array.ndim == 2:
@@ -80,15 +86,15 @@ class ArrayScene:
         self.array = array
         self.name = name
         self.shape = tuple(int(s) for s in array.shape)
+        self.dtype = array.dtype
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
-        window = self.array[top : top + height, left : left + width]
-        return as_float_pixels(window).astype(np.float32, copy=False)
+        return self.array[top : top + height, left : left + width]
 
 
 class FileScene:
     """An image file read window by window where its format allows (GeoTIFF via rasterio);
-    other formats are decoded once, whole. Pixels are scaled to [0, 1] by their type's max.
+    other formats are decoded once, whole. Pixels are returned as stored.
 
     Args:
         path: the image file.
@@ -105,23 +111,21 @@ class FileScene:
             self._array = None
             probe = read_image(self.path, bands=bands, window=(0, 0, 1, 1))
             self.shape = (*image_size(self.path), probe.shape[-1])
-            self._scale = np.float32(pixel_scale(probe.dtype, self.path))
+            self.dtype = probe.dtype
             self.profile = geo_profile(self.path)
         else:
             self._array = read_image(self.path, bands=bands)
             self.shape = tuple(int(s) for s in self._array.shape)
-            self._scale = np.float32(pixel_scale(self._array.dtype, self.path))
+            self.dtype = self._array.dtype
 
     def read(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         if self._array is not None:
-            window = self._array[top : top + height, left : left + width]
-        else:
-            import rasterio
+            return self._array[top : top + height, left : left + width]
+        import rasterio
 
-            # GDAL's block cache defaults to 5% of RAM and would fill with the whole scene.
-            with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
-                window = read_image(self.path, bands=self.bands, window=(top, left, height, width))
-        return window.astype(np.float32) / self._scale
+        # GDAL's block cache defaults to 5% of RAM and would fill with the whole scene.
+        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
+            return read_image(self.path, bands=self.bands, window=(top, left, height, width))
 
 
 def geo_profile(path: Path) -> dict | None:
@@ -146,6 +150,12 @@ def check_scenes(scene1, scene2, model=None) -> None:
     if scene1.shape[2] != scene2.shape[2]:
         raise ImageReadError(
             f"t1 {name1} has {scene1.shape[2]} band(s) and t2 {name2} has {scene2.shape[2]}"
+        )
+    dtype1, dtype2 = getattr(scene1, "dtype", None), getattr(scene2, "dtype", None)
+    if dtype1 is not None and dtype2 is not None and np.dtype(dtype1) != np.dtype(dtype2):
+        raise ImageReadError(
+            f"t1 {name1} holds {np.dtype(dtype1)} pixels and t2 {name2} {np.dtype(dtype2)}; "
+            "the model scales both dates alike, so give both in one pixel type"
         )
     expected = getattr(model, "in_channels", None)
     if expected is not None and scene1.shape[2] != expected:
@@ -184,6 +194,39 @@ def ramp(length: int, overlap: int, fade_start: bool, fade_end: bool) -> np.ndar
     return weights
 
 
+def _weight_sums(boxes, height: int, width: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row and per-column sums of the windows' blending weights.
+
+    Weights are separable, so their per-pixel sum is an outer product of these two 1-D sums
+    and no scene-sized weight array is needed.
+    """
+    row_weights = np.zeros(height, np.float32)
+    col_weights = np.zeros(width, np.float32)
+    h, w = boxes[0][2], boxes[0][3]
+    for top in sorted({b[0] for b in boxes}):
+        row_weights[top : top + h] += ramp(h, overlap, top > 0, top + h < height)
+    for left in sorted({b[1] for b in boxes}):
+        col_weights[left : left + w] += ramp(w, overlap, left > 0, left + w < width)
+    return row_weights, col_weights
+
+
+def _window_predictions(model, scene1, scene2, boxes, batch_size: int, progress: bool):
+    """Yield each window box with the model's change probability there, batch by batch."""
+    bar = tqdm(total=len(boxes), desc="Predicting windows", unit="window", disable=not progress)
+    for start in range(0, len(boxes), batch_size):
+        batch = boxes[start : start + batch_size]
+        # The last batch is padded by repeating a window: one input shape means one traced
+        # graph, and no extra memory for a second one.
+        padded = batch + batch[-1:] * (min(batch_size, len(boxes)) - len(batch))
+        # Stored pixel types (uint8, uint16, ...): the model's preprocessing scales them.
+        x1 = np.stack([scene1.read(*box) for box in padded])
+        x2 = np.stack([scene2.read(*box) for box in padded])
+        scores = np.asarray(model.predict_on_batch((x1, x2)))
+        yield from zip(batch, change_probability(scores)[..., 0])
+        bar.update(len(batch))
+    bar.close()
+
+
 def predict_scene(
     model,
     t1,
@@ -197,7 +240,7 @@ def predict_scene(
 
     Args:
         model: a change model taking ``(t1, t2)`` batches, e.g. `SiameseChangeModel`.
-        t1: the first date, an (H, W, C) array or a `Scene`.
+        t1: the first date, an (H, W, C) array of raw pixels or a `Scene`.
         t2: the second date, of the same size.
         tile_size: window side in pixels.
         overlap: pixels shared by neighbouring windows; must be less than `tile_size`. Results
@@ -213,9 +256,9 @@ def predict_scene(
         ConfigError: for a bad tile size or overlap.
         ImageReadError: if the dates differ in size or bands.
 
-    Example:
-        >>> probability = predict_scene(model, t1, t2, tile_size=256, overlap=64)  # doctest: +SKIP
-        >>> mask = probability >= 0.5  # doctest: +SKIP
+    Windows are fed to the model in the scenes' stored pixel type (e.g. uint8 or uint16
+    batches); the model's preprocessing layer scales them. See the module docstring for an
+    example.
     """
     if tile_size < 1 or not 0 <= overlap < tile_size:
         raise ConfigError(
@@ -226,36 +269,17 @@ def predict_scene(
     check_scenes(scene1, scene2, model)
     height, width, _ = scene1.shape
     total = np.zeros((height, width), np.float32)
-    # Weights are separable, so their per-pixel sum is an outer product of two 1-D sums and no
-    # scene-sized weight array is needed.
-    row_weights = np.zeros(height, np.float32)
-    col_weights = np.zeros(width, np.float32)
     boxes = list(windows(height, width, tile_size, overlap))
-    for top in sorted({b[0] for b in boxes}):
-        h = boxes[0][2]
-        row_weights[top : top + h] += ramp(h, overlap, top > 0, top + h < height)
-    for left in sorted({b[1] for b in boxes}):
-        w = boxes[0][3]
-        col_weights[left : left + w] += ramp(w, overlap, left > 0, left + w < width)
+    row_weights, col_weights = _weight_sums(boxes, height, width, overlap)
 
-    bar = tqdm(total=len(boxes), desc="Predicting windows", unit="window", disable=not progress)
-    for start in range(0, len(boxes), batch_size):
-        batch = boxes[start : start + batch_size]
-        # The last batch is padded by repeating a window: one input shape means one traced
-        # graph, and no extra memory for a second one.
-        padded = batch + batch[-1:] * (min(batch_size, len(boxes)) - len(batch))
-        x1 = np.stack([scene1.read(*box) for box in padded])
-        x2 = np.stack([scene2.read(*box) for box in padded])
-        scores = np.asarray(model.predict_on_batch((x1, x2)))
-        probabilities = change_probability(scores)[..., 0]
-        for (top, left, h, w), probability in zip(batch, probabilities):
-            weight = np.outer(
-                ramp(h, overlap, top > 0, top + h < height),
-                ramp(w, overlap, left > 0, left + w < width),
-            )
-            total[top : top + h, left : left + w] += probability * weight
-        bar.update(len(batch))
-    bar.close()
+    for (top, left, h, w), probability in _window_predictions(
+        model, scene1, scene2, boxes, batch_size, progress
+    ):
+        weight = np.outer(
+            ramp(h, overlap, top > 0, top + h < height),
+            ramp(w, overlap, left > 0, left + w < width),
+        )
+        total[top : top + h, left : left + w] += probability * weight
     for top in range(0, height, _ROWS):  # in bands of rows: no second scene-sized array
         total[top : top + _ROWS] /= np.outer(row_weights[top : top + _ROWS], col_weights)
     return total
@@ -273,8 +297,10 @@ def write_change_map(
 ) -> Path:
     """Write a change map: a 0/255 uint8 mask, or float32 probabilities.
 
-    ``.png`` holds masks only; ``.tif`` holds either, with `profile` (CRS, transform, nodata)
-    when given; ``.npy`` holds either as a NumPy array.
+    ``.png`` holds masks only; ``.tif`` holds either, with the CRS and transform of `profile`
+    (T1's) when given; ``.npy`` holds either as a NumPy array. A mask declares no nodata value:
+    both 0 and 255 are data, and T1's nodata (often 0) would hide every unchanged pixel.
+    Probabilities keep T1's nodata only when it cannot be a probability (outside [0, 1]).
 
     Raises:
         ConfigError: for an unknown suffix, or probabilities asked for in a PNG.
@@ -310,8 +336,9 @@ def write_change_map(
         }
         if profile is not None:
             meta.update(crs=profile["crs"], transform=profile["transform"])
-            if profile.get("nodata") is not None and probabilities:
-                meta["nodata"] = profile["nodata"]
+            nodata = profile.get("nodata")
+            if probabilities and nodata is not None and not 0.0 <= nodata <= 1.0:
+                meta["nodata"] = nodata
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with rasterio.open(path, "w", **meta) as sink:

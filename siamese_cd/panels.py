@@ -10,6 +10,15 @@ One panel per sample, left to right::
   negatives blue (0, 0, 255); true negatives show t2 unchanged.
 - ``probability``: the change probability as a viridis heat map, dark purple at 0 through
   teal to yellow at 1.
+
+Images come as the model is given them, raw pixels as stored; `to_rgb_uint8` is the one place
+they are converted for display (integer pixels over their type's range, optional stretch).
+
+Example:
+    >>> t = np.zeros((1, 4, 4, 3), np.uint8)
+    >>> truth = np.ones((1, 4, 4, 1), np.float32)
+    >>> make_panels(t, t, truth, truth * 0.9).shape
+    (1, 4, 24, 3)
 """
 
 from __future__ import annotations
@@ -33,16 +42,32 @@ _VIRIDIS = np.array(
 )
 
 
+def display_range(images: np.ndarray) -> float:
+    """The value shown as full brightness: an integer type's maximum, 1 for floats."""
+    if np.issubdtype(images.dtype, np.integer):
+        return float(np.iinfo(images.dtype).max)
+    return 1.0
+
+
 def to_rgb_uint8(
     images: np.ndarray, rgb_bands: Sequence[int] = (0, 1, 2), stretch: bool = False
 ) -> np.ndarray:
-    """Show (N, H, W, C) images in [0, 1] as uint8 RGB through three chosen bands.
+    """Show (N, H, W, C) images as uint8 RGB through three chosen bands, for display only.
 
-    Single-band images are shown as gray. With `stretch`, each image's 2nd to 98th percentile
-    is spread over the full range, which makes dark multispectral reflectances readable.
+    Integer pixels are shown over their type's range (uint8 / 255, uint16 / 65535), floats
+    as [0, 1]; floats outside [0, 1] (such as reflectances) have no fixed range and are
+    stretched. Single-band images are shown as gray. With `stretch`, each image's 2nd to
+    98th percentile is spread over the full range, which makes dark multispectral
+    reflectances readable.
 
     Raises:
         ValueError: if a band index is out of range.
+
+    Example:
+        >>> to_rgb_uint8(np.full((1, 1, 1, 3), 51, np.uint8))[0, 0, 0].tolist()
+        [51, 51, 51]
+        >>> to_rgb_uint8(np.full((1, 1, 1, 1), 0.2, np.float32))[0, 0, 0].tolist()
+        [51, 51, 51]
     """
     channels = images.shape[-1]
     if channels == 1:
@@ -52,7 +77,11 @@ def to_rgb_uint8(
         if bad or len(rgb_bands) != 3:
             raise ValueError(f"rgb_bands {tuple(rgb_bands)} does not fit {channels} bands")
         rgb = images[..., list(rgb_bands)]
-    rgb = rgb.astype(np.float32)
+    scale = display_range(images)
+    rgb = rgb.astype(np.float32) / np.float32(scale)
+    if not stretch and scale == 1.0 and rgb.size:
+        finite = rgb[np.isfinite(rgb)]
+        stretch = finite.size > 0 and (finite.min() < 0.0 or finite.max() > 1.0)
     if stretch:
         low = np.percentile(rgb, 2, axis=(1, 2, 3), keepdims=True)
         high = np.percentile(rgb, 98, axis=(1, 2, 3), keepdims=True)
@@ -108,8 +137,8 @@ def make_panels(
     """Side-by-side panels, see the module docstring for what each shows.
 
     Args:
-        t1: (N, H, W, C) images in [0, 1].
-        t2: (N, H, W, C) images in [0, 1].
+        t1: (N, H, W, C) images, raw pixels (see `to_rgb_uint8`).
+        t2: (N, H, W, C) images, raw pixels.
         truth: (N, H, W, 1) 0/1 masks.
         probability: (N, H, W, 1) change probabilities.
         threshold: probability at or above which a pixel is predicted as change.

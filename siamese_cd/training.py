@@ -1,30 +1,115 @@
-"""Train a model on a dataset folder with the published recipe, log it, and score the test split."""
+"""Train a model on a dataset folder with the published recipe, log it, and score the test split.
+
+The steps are small functions, in order: `load_splits` pairs the files, `build_model` makes
+and compiles the model (the recipe is `SiameseChangeModel.compile`, see
+`siamese_cd.models.recipe`), `build_callbacks` sets up checkpoints, TensorBoard, panels and the
+HParams session, and `score_test` scores the best checkpoint. `train_on_folder` runs them.
+
+Example:
+    >>> import tempfile
+    >>> from siamese_cd.data.synthetic import make_synthetic_dataset
+    >>> folder = tempfile.mkdtemp()
+    >>> data = make_synthetic_dataset(folder + "/data", train=4, val=2, test=2, size=32,
+    ...                               progress=False)
+    >>> settings = TrainSettings(epochs=1, batch_size=2, log_dir=folder + "/run", depth=2,
+    ...                          filters=2, verbose=0)
+    >>> result = train_on_folder(data, settings)  # doctest: +ELLIPSIS
+    Training on 4 pairs, validating on 2 pairs.
+    Best checkpoint (val_f1, epoch 1) saved to .../run/model.keras
+    Test split (2 pairs, whole images, threshold 0.5): precision ...
+    >>> sorted(result.test_scores)[:3]
+    ['f1', 'iou', 'kappa']
+"""
 
 from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
 
-from siamese_cd.callbacks import (
-    BestCheckpoint,
-    HParamsLogger,
-    MaskImageLogger,
-    NaNGuard,
-    write_scores,
-)
+from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard, write_scores
 from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.errors import DatasetError, TrainingError
+from siamese_cd.errors import ConfigError, DatasetError, TrainingError
 from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
 
-# Published recipe (Daudt et al. 2018): Adam 1e-3, weight decay 1e-4, lr x 0.95 per epoch.
-LEARNING_RATE = 1e-3
-WEIGHT_DECAY = 1e-4
-LR_DECAY_PER_EPOCH = 0.95
+# The settings recorded as the run's hyperparameters in TensorBoard's HParams dashboard.
+HPARAM_NAMES = ("variant", "depth", "filters", "preprocessing", "loss", "lr", "batch_size")
+
+
+@dataclass
+class TrainSettings:
+    """How `train_on_folder` trains.
+
+    Attributes:
+        epochs: epochs to train.
+        batch_size: pairs per batch.
+        log_dir: TensorBoard run folder; also holds the backup while training.
+        out: the best model's ``.keras`` file; None is ``<log_dir>/model.keras``.
+        variant: ``"diff"``, ``"conc"`` or ``"ef"``.
+        depth: encoder levels.
+        filters: first-level width, or one width per level.
+        preprocessing: how the model scales pixels: ``"auto"``, ``"unit"`` or
+            ``"standardize"`` (see `SiameseChangeModel`); measured on the training split.
+        loss: a name for `siamese_cd.losses.get_loss`, e.g. ``"bce"`` or ``"bce+dice"``.
+        learning_rate: the recipe's initial learning rate; None keeps the recipe's own.
+        augment: random flips and rotations of training samples.
+        crop_size: train on one random crop of this side per scene and epoch (large
+            scenes); validation and test use whole images.
+        mixed_precision: compute in float16 with float32 weights and head (fast on GPUs).
+        early_stopping: stop after this many epochs without a better ``val_f1``; None never.
+        seed: seed of weights, shuffling and augmentation.
+        verbose: Keras verbosity; None is one line per epoch when output is not a terminal.
+    """
+
+    epochs: int
+    batch_size: int = 16
+    log_dir: str | Path = "logs/run"
+    out: str | Path | None = None
+    variant: str = "diff"
+    depth: int = 4
+    filters: int | list[int] = 16
+    preprocessing: str = "auto"
+    loss: str = "bce"
+    learning_rate: float | None = None
+    augment: bool = True
+    crop_size: int | None = None
+    mixed_precision: bool = False
+    early_stopping: int | None = None
+    seed: int = 0
+    verbose: int | None = None
+
+    @property
+    def model_path(self) -> Path:
+        """Where the best checkpoint is written."""
+        return Path(self.out) if self.out is not None else Path(self.log_dir) / "model.keras"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where the state after each epoch is kept until training completes."""
+        return Path(self.log_dir) / "backup"
+
+    def hparams(self) -> dict[str, str | int | float]:
+        """The run's hyperparameters as the HParams dashboard takes them (lists as text)."""
+        from siamese_cd.models.recipe import LEARNING_RATE
+
+        values = asdict(self)
+        values["lr"] = self.learning_rate if self.learning_rate is not None else LEARNING_RATE
+        filters = values["filters"]
+        values["filters"] = ",".join(map(str, filters)) if isinstance(filters, list) else filters
+        return {name: values[name] for name in HPARAM_NAMES}
+
+
+@dataclass
+class Splits:
+    """The datasets of a training run; `test` is None without a test split."""
+
+    train: PairedImageDataset
+    val: PairedImageDataset
+    test: PairedImageDataset | None = None
 
 
 @dataclass
@@ -36,19 +121,13 @@ class TrainResult:
     test_scores: dict[str, float] | None = field(default=None)
 
 
-def paper_optimizer(steps_per_epoch: int, learning_rate: float = LEARNING_RATE):
-    """Adam with the paper's weight decay and a learning rate multiplied by 0.95 each epoch."""
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        learning_rate,
-        decay_steps=steps_per_epoch,
-        decay_rate=LR_DECAY_PER_EPOCH,
-        staircase=True,
-    )
-    return keras.optimizers.Adam(learning_rate=schedule, weight_decay=WEIGHT_DECAY)
-
-
 def split_folder(data_dir: Path, split: str, required: bool = True) -> Path | None:
-    folder = data_dir / split
+    """``data_dir/split`` if it is a folder; None if missing and not `required`.
+
+    Raises:
+        DatasetError: if a required split folder is missing.
+    """
+    folder = Path(data_dir) / split
     if folder.is_dir():
         return folder
     if required:
@@ -57,56 +136,126 @@ def split_folder(data_dir: Path, split: str, required: bool = True) -> Path | No
 
 
 def format_scores(scores: dict[str, float]) -> str:
+    """``"precision 0.9000  recall ..."`` in the order of `SCORE_NAMES`."""
     return "  ".join(f"{name} {scores[name]:.4f}" for name in SCORE_NAMES if name in scores)
 
 
+def load_splits(data_dir: str | Path, settings: TrainSettings) -> Splits:
+    """Pair the files of ``train/``, ``val/`` and ``test/`` (if present), raw pixels as stored.
+
+    The test split is paired now, so a broken one fails before training rather than after.
+    """
+    data_dir = Path(data_dir)
+    train_dir, val_dir = split_folder(data_dir, "train"), split_folder(data_dir, "val")
+    test_dir = split_folder(data_dir, "test", required=False)
+    train = PairedImageDataset(
+        train_dir,
+        batch_size=settings.batch_size,
+        augment=settings.augment,
+        shuffle=True,
+        seed=settings.seed,
+        crop_size=settings.crop_size,
+    )
+    val = PairedImageDataset(val_dir, batch_size=settings.batch_size)
+    test = PairedImageDataset(test_dir, batch_size=settings.batch_size) if test_dir else None
+    return Splits(train, val, test)
+
+
+def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel:
+    """A model compiled with the recipe, under mixed precision if asked for."""
+    policy = keras.mixed_precision.global_policy()
+    if settings.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = SiameseChangeModel(
+            variant=settings.variant,
+            depth=settings.depth,
+            filters=settings.filters,
+            in_channels=in_channels,
+            preprocessing=settings.preprocessing,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    model.compile(learning_rate=settings.learning_rate, loss=settings.loss)  # None: recipe's
+    return model
+
+
+def build_callbacks(
+    settings: TrainSettings, val: PairedImageDataset, resuming: bool
+) -> tuple[list[keras.callbacks.Callback], BestCheckpoint, NaNGuard]:
+    """The run's callbacks, and the checkpoint and NaN guard among them."""
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    log_dir = Path(settings.log_dir)
+    checkpoint = BestCheckpoint(settings.model_path, monitor="val_f1", resume=resuming)
+    nan_guard = NaNGuard()
+    callbacks = [
+        # Before the backup, so a kill between the two never leaves the best record behind
+        # an epoch the backup already counts as finished.
+        checkpoint,
+        keras.callbacks.BackupAndRestore(str(settings.backup_dir), double_checkpoint=True),
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
+        MaskImageLogger(val, log_dir=log_dir, seed=settings.seed),
+        # The session is written to the run folder itself, whose train, validation and test
+        # runs hold the metrics, so plain runs compare in the dashboard like tuner trials.
+        hparams_api.KerasCallback(str(log_dir), settings.hparams(), trial_id=log_dir.name),
+        nan_guard,
+    ]
+    if settings.early_stopping is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping("val_f1", mode="max", patience=settings.early_stopping)
+        )
+    return callbacks, checkpoint, nan_guard
+
+
+def raise_if_diverged(nan_guard: NaNGuard, settings: TrainSettings) -> None:
+    """Raise `TrainingError` if the loss became NaN, dropping the backup (useless now).
+
+    Raises:
+        TrainingError: naming the epoch and batch, and where the best checkpoint is.
+    """
+    if nan_guard.stopped_at is None:
+        return
+    shutil.rmtree(settings.backup_dir, ignore_errors=True)
+    epoch, batch = nan_guard.stopped_at
+    out = settings.model_path
+    kept = f" The best checkpoint so far is {out}." if out.is_file() else ""
+    rate = settings.hparams()["lr"]
+    raise TrainingError(
+        f"the training loss became NaN at epoch {epoch + 1}, batch {batch + 1}, so training "
+        f"stopped. Try a lower learning rate (now {rate:g}), or check the data for "
+        f"empty or corrupt masks.{kept}"
+    )
+
+
+def score_test(
+    model: keras.Model, test: PairedImageDataset, log_dir: Path, step: int
+) -> dict[str, float]:
+    """Score `model` on the test split, log the scores at `step` and print them."""
+    scores = model.evaluate(test, return_dict=True, verbose=0)
+    write_scores(Path(log_dir) / "test", scores, step=step)
+    print(
+        f"Test split ({len(test.pairs)} pairs, whole images, threshold {model.threshold}): "
+        + format_scores(scores)
+    )
+    return scores
+
+
 def train_on_folder(
-    data_dir: str | Path,
-    *,
-    epochs: int,
-    batch_size: int = 16,
-    log_dir: str | Path = "logs/run",
-    out: str | Path | None = None,
-    variant: str = "diff",
-    depth: int = 4,
-    filters: int | list[int] = 16,
-    loss: str = "bce",
-    learning_rate: float = LEARNING_RATE,
-    augment: bool = True,
-    crop_size: int | None = None,
-    mixed_precision: bool = False,
-    early_stopping: int | None = None,
-    seed: int = 0,
-    verbose: int | None = None,
+    data_dir: str | Path, settings: TrainSettings | None = None, **options
 ) -> TrainResult:
     """Train on ``DATA/train``, validate on ``DATA/val`` and score ``DATA/test`` if present.
 
-    Logs go to `log_dir` (``train/``, ``validation/`` and ``images/`` runs for TensorBoard).
-    The checkpoint with the best ``val_f1`` is written to `out` (default
-    ``<log_dir>/model.keras``), and that checkpoint is the one scored on the test split.
-
-    Training is crash-safe: the state after every epoch is kept in ``<log_dir>/backup``, and
-    running the same call again after an interruption resumes from the last finished epoch.
-    The backup is removed when training completes.
+    Logs go to ``settings.log_dir`` (``train/``, ``validation/``, ``images/``, ``test/`` runs
+    and an HParams session). The checkpoint with the best ``val_f1`` is written to
+    ``settings.out`` and scored on the test split. Training is crash-safe: the state after
+    every epoch is kept in ``<log_dir>/backup`` until training completes, and running the
+    same call again after an interruption resumes from the last finished epoch.
 
     Args:
         data_dir: folder holding ``train/``, ``val/`` and optionally ``test/`` splits.
-        epochs: epochs to train.
-        batch_size: pairs per batch.
-        log_dir: TensorBoard run folder; also holds the backup while training.
-        out: the best model's ``.keras`` file.
-        variant: ``"diff"``, ``"conc"`` or ``"ef"``.
-        depth: encoder levels.
-        filters: first-level width, or one width per level.
-        loss: a name for `siamese_cd.losses.get_loss`, e.g. ``"bce"`` or ``"bce+dice"``.
-        learning_rate: Adam's initial learning rate, multiplied by 0.95 each epoch.
-        augment: random flips and rotations of training samples.
-        crop_size: train on one random crop of this side per scene and epoch (large scenes);
-            validation and test use whole images.
-        mixed_precision: compute in float16 with float32 weights and head (fast on GPUs).
-        early_stopping: stop after this many epochs without a better ``val_f1``; None never.
-        seed: seed of weights, shuffling and augmentation.
-        verbose: Keras verbosity; one line per epoch when output is not a terminal.
+        settings: how to train; or give its fields as keyword `options` instead.
+        **options: fields of `TrainSettings`, e.g. ``epochs=10, depth=3``.
 
     Returns:
         The best model, the training history, and the test scores (None without a test split).
@@ -115,93 +264,39 @@ def train_on_folder(
         DatasetError: if a split is missing or its files do not pair.
         TrainingError: if the loss becomes NaN.
     """
-    data_dir = Path(data_dir)
-    log_dir = Path(log_dir)
-    out = Path(out) if out is not None else log_dir / "model.keras"
+    if settings is None:
+        settings = TrainSettings(**options)
+    elif options:
+        raise ConfigError(f"give settings or keyword options, not both: {sorted(options)}")
+    out = settings.model_path
     if out.suffix != ".keras":
         raise DatasetError(f"{out}: the model file must end in .keras")
+    verbose = settings.verbose
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    keras.utils.set_random_seed(seed)
-    train_dir, val_dir = split_folder(data_dir, "train"), split_folder(data_dir, "val")
-    test_dir = split_folder(data_dir, "test", required=False)
-
-    train = PairedImageDataset(
-        train_dir,
-        batch_size=batch_size,
-        augment=augment,
-        shuffle=True,
-        seed=seed,
-        crop_size=crop_size,
+    keras.utils.set_random_seed(settings.seed)
+    splits = load_splits(data_dir, settings)
+    print(
+        f"Training on {len(splits.train.pairs)} pairs, validating on {len(splits.val.pairs)} pairs."
     )
-    val = PairedImageDataset(val_dir, batch_size=batch_size)
-    # Paired now, so a broken test split fails before training rather than after it.
-    test = PairedImageDataset(test_dir, batch_size=batch_size) if test_dir else None
-    print(f"Training on {len(train.pairs)} pairs, validating on {len(val.pairs)} pairs.")
-
-    backup_dir = log_dir / "backup"
-    resuming = backup_dir.is_dir()
+    resuming = settings.backup_dir.is_dir()
     if resuming:
-        print(f"Resuming from the last finished epoch saved in {backup_dir}")
-    policy = keras.mixed_precision.global_policy()
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        model = SiameseChangeModel(
-            variant=variant, depth=depth, filters=filters, in_channels=train.channels
-        )
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    model.compile(optimizer=paper_optimizer(len(train), learning_rate), loss=loss)
+        print(f"Resuming from the last finished epoch saved in {settings.backup_dir}")
+    model = build_model(settings, splits.train.channels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    nan_guard = NaNGuard()
-    checkpoint = BestCheckpoint(out, monitor="val_f1", resume=resuming)
-    callbacks = [
-        # Before the backup, so a kill between the two never leaves the best record behind
-        # an epoch the backup already counts as finished.
-        checkpoint,
-        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
-        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
-        MaskImageLogger(val, log_dir=log_dir, seed=seed),
-        HParamsLogger(
-            log_dir,
-            {
-                "variant": variant,
-                "depth": depth,
-                "filters": filters,
-                "loss": loss,
-                "lr": learning_rate,
-                "batch_size": batch_size,
-            },
-        ),
-        nan_guard,
-    ]
-    if early_stopping is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping("val_f1", mode="max", patience=early_stopping)
-        )
+    callbacks, checkpoint, nan_guard = build_callbacks(settings, splits.val, resuming)
     history = model.fit(
-        train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose
+        splits.train,
+        validation_data=splits.val,
+        epochs=settings.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
     )
-    if nan_guard.stopped_at is not None:
-        shutil.rmtree(backup_dir, ignore_errors=True)  # resuming a diverged state is no use
-        epoch, batch = nan_guard.stopped_at
-        kept = f" The best checkpoint so far is {out}." if out.is_file() else ""
-        raise TrainingError(
-            f"the training loss became NaN at epoch {epoch + 1}, batch {batch + 1}, so training "
-            f"stopped. Try a lower learning rate (now {learning_rate:g}), or check the data for "
-            f"empty or corrupt masks.{kept}"
-        )
+    raise_if_diverged(nan_guard, settings)
     best = keras.saving.load_model(out)
     print(f"Best checkpoint (val_f1, epoch {checkpoint.best_epoch + 1}) saved to {out}")
-
     test_scores = None
-    if test is not None:
-        test_scores = best.evaluate(test, return_dict=True, verbose=0)
+    if splits.test is not None:
         # Drawn at the best epoch, the one whose checkpoint was scored.
-        write_scores(log_dir / "test", test_scores, step=checkpoint.best_epoch or 0)
-        print(
-            f"Test split ({len(test.pairs)} pairs, whole images, threshold {best.threshold}): "
-            + format_scores(test_scores)
-        )
+        test_scores = score_test(best, splits.test, settings.log_dir, checkpoint.best_epoch or 0)
     return TrainResult(best, history.history, test_scores)

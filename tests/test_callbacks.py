@@ -46,7 +46,7 @@ def test_select_refuses_bad_data(tmp_path):
 
 def test_logger_writes_png_panels_per_epoch(tmp_path):
     data = PairedImageDataset(make_split(tmp_path / "s", count=4), batch_size=2)
-    model = SiameseChangeModel(depth=2, filters=4)
+    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
     model.compile(optimizer="adam")
     logger = MaskImageLogger(data, log_dir=tmp_path / "logs", max_samples=3)
     logger = copy.deepcopy(logger)  # Keras Tuner copies callbacks per trial
@@ -76,7 +76,7 @@ def test_every_n_epochs(tmp_path):
     x = rng.random((2, 16, 16, 3), dtype=np.float32)
     y = np.ones((2, 16, 16, 1), np.float32)
     y[:, :8] = 0
-    model = SiameseChangeModel(depth=2, filters=4)
+    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
     model.compile(optimizer="adam")
     logger = MaskImageLogger((x, x, y), log_dir=tmp_path, every_n_epochs=2, max_samples=1)
     model.fit((x, x), y, epochs=4, callbacks=[logger], verbose=0)
@@ -88,7 +88,7 @@ def test_without_log_dir_writes_beside_the_tensorboard_callback(tmp_path):
     import keras
 
     data = PairedImageDataset(make_split(tmp_path / "s", count=2), batch_size=2)
-    model = SiameseChangeModel(depth=2, filters=4)
+    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
     model.compile(optimizer="adam")
     logger = MaskImageLogger(data, max_samples=1)
     for run in ("trial_a", "trial_b"):  # as Keras Tuner does: a copy per trial, its own dir
@@ -102,10 +102,57 @@ def test_without_log_dir_or_tensorboard_is_an_error(tmp_path):
     from siamese_cd.errors import ConfigError
 
     data = PairedImageDataset(make_split(tmp_path / "s", count=2), batch_size=2)
-    model = SiameseChangeModel(depth=2, filters=4)
+    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
     model.compile(optimizer="adam")
     with pytest.raises(ConfigError, match="keras.callbacks.TensorBoard"):
         model.fit(data, epochs=1, callbacks=[MaskImageLogger(data)], verbose=0)
+
+
+def test_samples_are_held_as_raw_pixels_and_shown_converted(tmp_path):
+    masks = np.zeros((2, 16, 16, 1), np.float32)
+    masks[:, :4] = 1
+    t1 = np.full((2, 16, 16, 3), 1000, np.uint16)
+    t2 = np.full((2, 16, 16, 3), 30000, np.uint16)
+    logger = MaskImageLogger((t1, t2, masks), log_dir=tmp_path, max_samples=2)
+    assert logger.t1.dtype == np.uint16 and logger.t2.dtype == np.uint16  # never scaled
+    seen = []
+
+    class Recorder:
+        def predict_on_batch(self, x):
+            seen.append(x)
+            return np.full((*x[0].shape[:3], 1), 0.9, np.float32)
+
+    logger.set_model(Recorder())
+    logger.on_train_begin()
+    logger.on_epoch_end(0)
+    logger.on_train_end()
+    np.testing.assert_array_equal(seen[0][1], t2)  # the model gets the stored pixels
+    record = read_images(tmp_path / "images").Tensors("masks/sample_0")[0]
+    png = tmp_path / "panel.png"
+    png.write_bytes(record.tensor_proto.string_val[2])
+    with Image.open(png) as image:
+        panel = np.asarray(image.convert("RGB"))
+    assert tuple(panel[8, 16 + 8]) == (117, 117, 117)  # t2: 30000 / 65535 of full brightness
+
+
+def test_attach_to_takes_the_tensorboard_folder(tmp_path):
+    import keras
+
+    from siamese_cd.errors import ConfigError
+
+    x = np.zeros((1, 16, 16, 3), np.uint8)
+    logger = MaskImageLogger((x, x, np.ones((1, 16, 16, 1), np.float32)))
+    with pytest.raises(ConfigError, match="keras.callbacks.TensorBoard"):
+        logger.target_dir()
+    board = keras.callbacks.TensorBoard(str(tmp_path / "trial_7"))
+    logger.attach_to([logger, board])
+    assert logger.target_dir() == tmp_path / "trial_7"
+    logger.attach_to([logger])
+    with pytest.raises(ConfigError):
+        logger.target_dir()
+    given = MaskImageLogger((x, x, np.ones((1, 16, 16, 1), np.float32)), log_dir=tmp_path)
+    given.attach_to([board])
+    assert given.target_dir() == tmp_path  # an explicit log_dir wins
 
 
 def test_bad_rgb_bands_fail_at_construction(tmp_path):

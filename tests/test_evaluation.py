@@ -12,13 +12,20 @@ from tests.fakes import write_sample
 
 
 class RedChannelOracle:
-    """Predicts change wherever t2's red band is bright: predictions are set by the data."""
+    """Predicts change wherever t2's red band is bright: predictions are set by the data.
+
+    It takes raw pixels, as a model with a preprocessing layer does, and scales them itself.
+    """
 
     in_channels = 3
     threshold = 0.5
 
+    def __init__(self):
+        self.dtypes = set()
+
     def predict_on_batch(self, x):
-        return x[1][..., :1]
+        self.dtypes.update(str(part.dtype) for part in x)
+        return x[1][..., :1] / 255
 
 
 def crafted_split(root, size=32):
@@ -77,6 +84,30 @@ def test_tiles_give_the_same_counts_and_say_so(tmp_path):
     assert "tiles of [16, 16] every [16, 16] (8 tiles)" in tiled.format()
 
 
+def test_the_model_gets_raw_pixels(tmp_path):
+    crafted_split(tmp_path / "test")
+    oracle = RedChannelOracle()
+    evaluate(oracle, PairedImageDataset(tmp_path / "test"), progress=False)
+    assert oracle.dtypes == {"uint8"}  # as stored; the model scales them
+
+
+# Tiles per side of 32: starts 0, 8, 16 (3); 0, 8 (2); 0, 4, ..., 16 (5); two scenes.
+@pytest.mark.parametrize(("tile", "stride", "samples"), [(16, 8, 18), (24, 8, 8), (16, 4, 50)])
+def test_overlapping_tiles_count_every_pixel_once(tmp_path, tile, stride, samples):
+    expected = crafted_split(tmp_path / "test")
+    tiled = evaluate(
+        RedChannelOracle(),
+        PairedImageDataset(tmp_path / "test", batch_size=5, tile_size=tile, tile_stride=stride),
+        progress=False,
+    )
+    assert tiled.protocol["samples"] == samples  # tiles overlap: pixels are covered repeatedly
+    tp, fp, fn = 128, 160, 128
+    assert tiled.counts == {"tp": tp, "fp": fp, "fn": fn, "tn": 2 * 32 * 32 - tp - fp - fn}
+    rows = {row["stem"]: row for row in tiled.per_image}
+    for stem, counts in expected.items():
+        assert {k: rows[stem][k] for k in counts} == counts
+
+
 def test_threshold_moves_the_counts(tmp_path):
     crafted_split(tmp_path / "test")
     data = PairedImageDataset(tmp_path / "test")
@@ -99,7 +130,7 @@ def test_refuses_datasets_that_would_skew_the_score(tmp_path):
 def test_evaluate_command(tmp_path, capsys):
     crafted_split(tmp_path / "data" / "test")
     model_path = tmp_path / "model.keras"
-    SiameseChangeModel(depth=2, filters=2).save(model_path)
+    SiameseChangeModel(depth=2, filters=2, preprocessing="unit").save(model_path)
     out_json, out_csv = tmp_path / "scores.json", tmp_path / "per_image.csv"
     code = main(["evaluate", str(model_path), str(tmp_path / "data"), "--tile-size", "16",
                  "--json", str(out_json), "--per-image", str(out_csv)])  # fmt: skip

@@ -8,11 +8,12 @@ from siamese_cd.inference import (
     predict_folders,
     predict_scene,
     ramp,
+    write_change_map,
 )
 
 
 def random_model(depth=2, seed=0):
-    model = SiameseChangeModel(depth=depth, filters=4)
+    model = SiameseChangeModel(depth=depth, filters=4, preprocessing="unit")
     rng = np.random.default_rng(seed)
     for v in model.weights:
         v.assign(
@@ -64,7 +65,7 @@ def test_no_seam_along_tile_borders_on_a_smooth_input():
 def test_odd_scene_size():
     model = random_model(depth=2)
     rng = np.random.default_rng(2)
-    t1 = rng.integers(0, 256, (1000, 777, 3), dtype=np.uint8)  # integers are scaled to [0, 1]
+    t1 = rng.integers(0, 256, (1000, 777, 3), dtype=np.uint8)  # the model scales them
     t2 = rng.integers(0, 256, (1000, 777, 3), dtype=np.uint8)
     probability = predict_scene(model, t1, t2, tile_size=256, overlap=64, batch_size=4)
     assert probability.shape == (1000, 777) and probability.dtype == np.float32
@@ -125,14 +126,67 @@ def test_geotiff_round_trip_keeps_crs_and_transform(tmp_path):
         assert mask.dtypes == ("uint8",) and p.dtypes == ("float32",)
         assert set(np.unique(mask.read(1))) <= {0, 255}
         np.testing.assert_array_equal(mask.read(1), np.where(p.read(1) >= 0.5, 255, 0))
-        assert p.nodata == source.nodata
-    # Windowed reads of 16-bit data equal a prediction of the scaled arrays in memory.
+        # T1's nodata is 0, which is a mask value and a probability: neither map declares it.
+        assert source.nodata == 0 and mask.nodata is None and p.nodata is None
+    # Windowed reads of 16-bit data equal a prediction of the raw arrays in memory.
     with rasterio.open(t1) as a, rasterio.open(t2) as b:
-        x1 = np.moveaxis(a.read(), 0, -1) / 65535
-        x2 = np.moveaxis(b.read(), 0, -1) / 65535
+        x1 = np.moveaxis(a.read(), 0, -1)
+        x2 = np.moveaxis(b.read(), 0, -1)
+    assert x1.dtype == np.uint16
     with rasterio.open(probs) as p:
-        expected = predict_scene(model, x1.astype(np.float32), x2.astype(np.float32), 32, 8)
+        expected = predict_scene(model, x1, x2, 32, 8)
         np.testing.assert_allclose(p.read(1), expected, atol=1e-5)
+        # The same as the model on the scaled pixels: unit preprocessing divides by 65535.
+        scaled = predict_scene(model, x1 / 65535, x2 / 65535, 32, 8)
+        np.testing.assert_allclose(p.read(1), scaled, atol=1e-5)
+
+
+def test_mask_geotiff_keeps_georeference_and_no_nodata_collides(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from siamese_cd.inference import geo_profile
+
+    t1 = write_geotiff(tmp_path / "t1.tif", np.ones((20, 30, 3), np.uint8), crs="EPSG:2154",
+                       origin=(650000.0, 6860000.0), res=0.2)  # fmt: skip
+    probability = np.zeros((20, 30), np.float32)
+    probability[:5] = 0.9
+    profile = geo_profile(t1)
+    out = write_change_map(tmp_path / "mask.tif", probability, profile=profile)
+    with rasterio.open(out) as mask:
+        assert mask.crs == rasterio.crs.CRS.from_string("EPSG:2154")
+        assert mask.transform == from_origin(650000.0, 6860000.0, 0.2, 0.2)
+        assert mask.nodata is None  # 0 (no change) and 255 (change) are both data
+        values = mask.read(1)
+        assert (values[:5] == 255).all() and (values[5:] == 0).all()
+        assert (mask.read_masks(1) == 255).all()  # no pixel is masked as nodata
+    far = {**profile, "nodata": 65535.0}
+    probs = write_change_map(tmp_path / "p.tif", probability, probabilities=True, profile=far)
+    with rasterio.open(probs) as p:
+        assert p.nodata == 65535.0  # cannot be a probability, so it is kept
+
+
+def test_dates_of_different_pixel_types_are_refused():
+    model = random_model(depth=2)
+    with pytest.raises(ImageReadError, match="uint8 pixels and t2 t2 uint16"):
+        predict_scene(model, np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint16))
+
+
+def test_windows_reach_the_model_in_the_stored_type():
+    model = random_model(depth=2)
+    seen = []
+
+    class Recorder:
+        in_channels = 3
+
+        def predict_on_batch(self, x):
+            seen.append((x[0].dtype, x[1].dtype, x[0].shape))
+            return model.predict_on_batch(x)
+
+    t = np.random.default_rng(7).integers(0, 65535, (70, 50, 3), dtype=np.uint16)
+    predict_scene(Recorder(), t, t, tile_size=32, overlap=8, batch_size=4)
+    assert seen and all(a == b == np.uint16 for a, b, _ in seen)
+    assert all(shape == (4, 32, 32, 3) for _, _, shape in seen)
 
 
 def test_geotiff_errors_name_both_files(tmp_path):

@@ -72,3 +72,21 @@ def test_multiband_rgb_choice_and_stretch():
     assert stretched.max() == 255 and stretched.min() == 0
     with pytest.raises(ValueError, match=r"rgb_bands \(0, 1, 7\) does not fit 5 bands"):
         to_rgb_uint8(images, rgb_bands=(0, 1, 7))
+
+
+def test_raw_integer_pixels_are_shown_over_their_type_range():
+    eight = np.full((1, 1, 1, 3), 128, np.uint8)
+    assert tuple(to_rgb_uint8(eight)[0, 0, 0]) == (128, 128, 128)
+    sixteen = np.full((1, 1, 1, 3), 65535 // 4, np.uint16)
+    assert tuple(to_rgb_uint8(sixteen)[0, 0, 0]) == (64, 64, 64)
+    # Dark 16-bit reflectances become readable with stretch.
+    dark = np.arange(16, dtype=np.uint16).reshape(1, 4, 4, 1).repeat(3, -1) * 100 + 1000
+    stretched = to_rgb_uint8(dark, stretch=True)
+    assert stretched.min() == 0 and stretched.max() == 255
+
+
+def test_floats_outside_unit_range_are_stretched_for_display():
+    reflectance = np.linspace(0.0, 3000.0, 16, dtype=np.float32).reshape(1, 4, 4, 1)
+    shown = to_rgb_uint8(reflectance.repeat(3, -1))
+    assert shown.min() == 0 and shown.max() == 255
+    assert np.all(np.diff(shown[0, ..., 0].reshape(-1).astype(int)) >= 0)  # order kept

@@ -105,7 +105,7 @@ def test_images_scalars_hparams_and_pr_curve_are_served(server):
         until=lambda b: b.get("hparamInfos"),
     )
     names = {info["name"] for info in experiment["hparamInfos"]}
-    assert names == {"variant", "depth", "filters", "loss", "lr", "batch_size"}
+    assert names == {"variant", "depth", "filters", "preprocessing", "loss", "lr", "batch_size"}
     metrics = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
     assert ("validation", "epoch_f1") in metrics and ("test", "epoch_f1") in metrics
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
 from tensorboard.util import tensor_util
@@ -17,7 +18,8 @@ from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.cli import main
 from siamese_cd.data.synthetic import make_synthetic_dataset
 from siamese_cd.errors import TrainingError
-from siamese_cd.training import paper_optimizer, train_on_folder
+from siamese_cd.evaluation import evaluate
+from siamese_cd.training import TrainSettings, train_on_folder
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +37,14 @@ def test_training_raises_f1(synthetic):
         synthetic / "train", batch_size=8, augment=True, shuffle=True, seed=0
     )
     val = PairedImageDataset(synthetic / "val", batch_size=8)
-    model = SiameseChangeModel(depth=3, filters=8)
-    model.compile(optimizer=paper_optimizer(len(train), 2e-3))
-    model.loss.resolve_auto(train, verbose=False)  # so evaluate() works before fit()
-    before = model.evaluate(val, return_dict=True, verbose=0)["f1"]
+    model = SiameseChangeModel(depth=3, filters=8, preprocessing="unit")
+    model.compile(learning_rate=2e-3)  # the recipe with another initial learning rate
+    # evaluate() needs no loss, so it scores the untrained model.
+    before = evaluate(model, val, progress=False).scores["f1"]
     history = model.fit(train, validation_data=val, epochs=8, verbose=0)
     after = model.evaluate(val, return_dict=True, verbose=0)["f1"]
     assert after == pytest.approx(history.history["val_f1"][-1], abs=1e-6)
+    assert evaluate(model, val, progress=False).scores["f1"] == pytest.approx(after, abs=1e-5)
     assert after > before + 0.2, (before, after)
     assert history.history["loss"][-1] < history.history["loss"][0]
 
@@ -67,6 +70,10 @@ def test_train_command_writes_logs_model_and_test_scores(synthetic, tmp_path, ca
     for name in ("precision", "recall", "f1", "iou"):
         assert f" {name} 0." in printed or f" {name} 1.0000" in printed
     assert (logdir / "model.keras").is_file()
+    import keras
+
+    saved = keras.saving.load_model(logdir / "model.keras")
+    assert saved.preprocessor.scaling == "unit"  # "auto" on 8-bit images
 
     _, val_f1 = scalar_values(logdir / "validation", "epoch_f1")
     assert len(val_f1) == 2 and all(0.0 <= v <= 1.0 for v in val_f1)
@@ -76,6 +83,34 @@ def test_train_command_writes_logs_model_and_test_scores(synthetic, tmp_path, ca
     events.Reload()
     assert "masks/sample_0" in events.Tags()["tensors"]
     assert [e.step for e in events.Tensors("masks/sample_0")] == [0, 1]
+
+
+@pytest.mark.slow
+def test_train_command_preprocessing_choice_is_saved_with_the_model(synthetic, tmp_path):
+    import keras
+
+    out = tmp_path / "best.keras"
+    code = main(
+        ["train", str(synthetic), "--epochs", "1", "--batch-size", "8", "--depth", "2",
+         "--filters", "2", "--logdir", str(tmp_path / "run"), "--out", str(out),
+         "--preprocessing", "standardize"]
+    )  # fmt: skip
+    assert code == 0
+    preprocessor = keras.saving.load_model(out).preprocessor
+    assert preprocessor.scaling == "standardize"
+    assert np.asarray(preprocessor.mean).size == 3  # one mean per band, from DATA/train
+
+
+def test_settings_and_options_are_one_or_the_other(tmp_path):
+    from siamese_cd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not both"):
+        train_on_folder(tmp_path, TrainSettings(epochs=1), depth=2)
+    with pytest.raises(TypeError):
+        train_on_folder(tmp_path, epochs=1, no_such_option=2)
+    assert TrainSettings(epochs=1, log_dir=tmp_path).model_path == tmp_path / "model.keras"
+    hparams = TrainSettings(epochs=1, filters=[4, 8], learning_rate=3e-4).hparams()
+    assert hparams["filters"] == "4,8" and hparams["lr"] == 3e-4
 
 
 def test_train_command_names_a_missing_split(tmp_path, capsys):

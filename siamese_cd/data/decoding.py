@@ -457,14 +457,3 @@ def pixel_scale(dtype: np.dtype, path: str | Path | None = None) -> float:
             "needs 8- or 16-bit images"
         )
     return float(np.iinfo(dtype).max)
-
-
-def as_float_pixels(image: np.ndarray) -> np.ndarray:
-    """Integer pixels divided by `pixel_scale` of their type, as float32; floats as they are.
-
-    For display and for callers that still hand [0, 1] pixels to a model; batches of
-    `PairedImageDataset` hold raw pixels, which `SiameseChangeModel` scales itself.
-    """
-    if not np.issubdtype(image.dtype, np.integer):
-        return image
-    return image.astype(np.float32) / np.float32(pixel_scale(image.dtype))

@@ -37,11 +37,12 @@ import numpy as np
 from keras import ops
 from tqdm.auto import tqdm
 
+from siamese_cd.data.decoding import pixel_scale
 from siamese_cd.errors import ConfigError, DatasetError
 
 SCALINGS = ("auto", "unit", "standardize")
 # The maximum of each integer pixel type that "unit" divides by.
-PIXEL_MAXIMUM = {"uint8": 255.0, "uint16": 65535.0}
+PIXEL_MAXIMUM = {name: pixel_scale(name) for name in ("uint8", "uint16")}
 
 
 def resolve_scaling(scaling: str, pixel_dtype) -> str:

@@ -9,7 +9,6 @@ from PIL import Image
 
 from siamese_cd.data import decoding
 from siamese_cd.data.decoding import (
-    as_float_pixels,
     image_size,
     pixel_scale,
     read_image,
@@ -74,13 +73,12 @@ def test_rgba_drops_alpha_and_warns_once_per_folder(tmp_path, monkeypatch):
     assert len(caught) == 1 and "alpha" in str(caught[0].message)
 
 
-def test_16_bit_pixels_read_as_stored_and_scale_by_dtype_max(tmp_path):
+def test_16_bit_pixels_read_as_stored(tmp_path):
     array = np.array([[0, 65535], [32768, 1000]], np.uint16)
     Image.fromarray(array).save(tmp_path / "w.png")
     image = read_image(tmp_path / "w.png", grayscale="keep")
     assert image.dtype == np.uint16
     np.testing.assert_array_equal(image[..., 0], array)
-    np.testing.assert_allclose(as_float_pixels(image)[..., 0], array / 65535.0, rtol=1e-6)
 
 
 def test_truncated_file_error_names_it(tmp_path):
@@ -95,14 +93,6 @@ def test_not_an_image_error_names_it(tmp_path):
     path.write_text("not a png")
     with pytest.raises(ImageReadError, match=r"x\.png: cannot decode"):
         read_label(path)
-
-
-def test_as_float_pixels_scales_integers_by_pixel_scale_and_keeps_floats():
-    out = as_float_pixels(np.array([0, 51, 255], np.uint8))
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, [0.0, 0.2, 1.0])
-    floats = np.array([0.5, 1500.0], np.float32)
-    assert as_float_pixels(floats) is floats
 
 
 # Adam7 passes as (x0, y0, dx, dy).

@@ -1,0 +1,59 @@
+"""``siamese-cd predict``: change maps of scenes of any size."""
+
+from __future__ import annotations
+
+import argparse
+
+from siamese_cd.cli.arguments import bands_arg, non_negative_int, positive_int, probability
+
+HELP = "write change maps of scenes of any size"
+DESCRIPTION = (
+    "Predict the change map of T1 and T2 (two image files, or two folders whose files pair by "
+    "name) with overlapping windows blended without seams. Writes a 0/255 mask, or float "
+    "probabilities with --probabilities; a GeoTIFF T1 gives a GeoTIFF with its CRS and "
+    "transform."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a .keras model")
+    parser.add_argument("t1", help="first-date image, or folder of them")
+    parser.add_argument("t2", help="second-date image, or folder of them")
+    parser.add_argument(
+        "-o", "--out", required=True, help="output file (.png, .tif, .npy), or folder"
+    )
+    parser.add_argument("--tile-size", type=positive_int, default=256, help="default 256")
+    parser.add_argument(
+        "--overlap", type=non_negative_int, default=64, help="pixels shared by windows (default 64)"
+    )
+    parser.add_argument("--threshold", type=probability, default=0.5, help="default 0.5")
+    parser.add_argument(
+        "--probabilities", action="store_true", help="write float probabilities, not a mask"
+    )
+    parser.add_argument(
+        "--bands", type=bands_arg, default=None, help="bands to read, from 1: e.g. 4,3,2"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from siamese_cd.inference import load_change_model, predict_files, predict_folders
+
+    model = load_change_model(args.model)
+    options = dict(
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        threshold=args.threshold,
+        probabilities=args.probabilities,
+        bands=args.bands,
+        batch_size=args.batch_size,
+    )
+    if Path(args.t1).is_dir() and Path(args.t2).is_dir():
+        written = predict_folders(model, args.t1, args.t2, args.out, **options)
+        print(f"Wrote {len(written)} change maps to {args.out}")
+    else:
+        out = predict_files(model, args.t1, args.t2, args.out, progress=True, **options)
+        print(f"Wrote {out}")
+    return 0

@@ -1,0 +1,100 @@
+"""``siamese-cd train``: train on DATA/train, validate on DATA/val, score DATA/test."""
+
+from __future__ import annotations
+
+import argparse
+
+from siamese_cd.cli.arguments import filters_arg, loss_name, positive_int
+
+HELP = "train a model on DATA/train, validate on DATA/val, score DATA/test"
+DESCRIPTION = (
+    "Train with the published recipe (SiameseChangeModel.compile(): Adam with weight decay, "
+    "a learning rate decayed every epoch, class-weighted cross-entropy) with flips and "
+    "rotations. Pixels are read as stored and scaled inside the model (--preprocessing). "
+    "Keeps the checkpoint with the best val_f1 and scores it on DATA/test when that split "
+    "exists."
+)
+PREPROCESSING = ("auto", "unit", "standardize")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="folder holding train/ and val/ (and optionally test/)")
+    parser.add_argument("--epochs", type=positive_int, default=50, help="epochs (default 50)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="default 16")
+    parser.add_argument(
+        "--logdir", default="logs/run", help="TensorBoard run folder (default logs/run)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="best model file, .keras (default LOGDIR/model.keras)"
+    )
+    parser.add_argument("--variant", choices=("diff", "conc", "ef"), default="diff")
+    parser.add_argument("--depth", type=int, default=4, help="encoder levels, 2-6 (default 4)")
+    parser.add_argument(
+        "--filters",
+        type=filters_arg,
+        default=16,
+        help="first-level width, doubled per level, or one width per level: 8,16,32,64",
+    )
+    parser.add_argument(
+        "--preprocessing",
+        choices=PREPROCESSING,
+        default="auto",
+        help="how the model scales pixels: unit (divide by the pixel type's maximum), "
+        "standardize (per-band mean and std of DATA/train), or auto (unit for 8-bit "
+        "images, standardize for 16-bit and float ones; the default)",
+    )
+    parser.add_argument(
+        "--loss",
+        type=loss_name,
+        default="bce",
+        help="bce (class-weighted), dice, focal, or a sum such as bce+dice (default bce)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="initial learning rate (default: the recipe's, "
+        "siamese_cd.models.recipe.LEARNING_RATE)",
+    )
+    parser.add_argument("--no-augment", action="store_true", help="no flips or rotations")
+    parser.add_argument(
+        "--crop-size",
+        type=positive_int,
+        help="train on one random crop of this side per scene and epoch (large scenes)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 compute with float32 weights (fast on recent GPUs, slow on CPUs)",
+    )
+    parser.add_argument(
+        "--early-stopping",
+        type=positive_int,
+        metavar="EPOCHS",
+        help="stop after this many epochs without a better val_f1 (default: never)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from siamese_cd.training import TrainSettings, train_on_folder
+
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        log_dir=args.logdir,
+        out=args.out,
+        variant=args.variant,
+        depth=args.depth,
+        filters=args.filters,
+        preprocessing=args.preprocessing,
+        loss=args.loss,
+        learning_rate=args.lr,
+        augment=not args.no_augment,
+        crop_size=args.crop_size,
+        mixed_precision=args.mixed_precision,
+        early_stopping=args.early_stopping,
+        seed=args.seed,
+    )
+    train_on_folder(args.data, settings)
+    return 0
