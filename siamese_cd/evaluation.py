@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
 from siamese_cd.metrics import SCORE_NAMES, scores_from_counts
+from siamese_cd.tta import with_tta
 
 COUNTS = ("tp", "fp", "fn", "tn")
 
@@ -204,6 +205,7 @@ def evaluate(
     threshold: float | None = None,
     split: str | None = None,
     progress: bool = True,
+    tta: bool = False,
 ) -> Evaluation:
     """Score `model` on every sample of a labelled `PairedImageDataset`.
 
@@ -215,6 +217,8 @@ def evaluate(
             ``threshold`` (0.5).
         split: name of the split for the report; default the dataset's folder.
         progress: show a progress bar over batches.
+        tta: average the probabilities of the 8 flips and rotations of each batch
+            (`siamese_cd.tta`); 8 times the model calls.
 
     Returns:
         An `Evaluation` with counts, scores, the protocol and per-image rows.
@@ -226,6 +230,7 @@ def evaluate(
     _check_dataset(model, dataset)
     if threshold is None:
         threshold = float(getattr(model, "threshold", 0.5))
+    model = with_tta(model, tta)
     tally = PixelTally(len(dataset.pairs))
     tiles = dataset.tiles
     bar = tqdm(total=dataset.num_samples, desc="Scoring", unit="sample", disable=not progress)
@@ -244,5 +249,5 @@ def evaluate(
         {"stem": pair.stem, **dict(zip(COUNTS, map(int, counts))), **scores(counts)}
         for pair, counts in zip(dataset.pairs, tally.per_scene)
     ]
-    protocol = _protocol(dataset, split, threshold)
+    protocol = {**_protocol(dataset, split, threshold), "tta": tta}
     return Evaluation(dict(zip(COUNTS, map(int, total))), scores(total), protocol, per_image)

@@ -38,6 +38,7 @@ from siamese_cd.data.pairing import pair_by_stem
 from siamese_cd.data.windows import windows
 from siamese_cd.errors import ConfigError, ImageReadError
 from siamese_cd.losses import change_probability
+from siamese_cd.tta import with_tta
 
 # Rows handled at a time when finishing a scene-sized map, so temporaries stay small.
 _ROWS = 256
@@ -235,6 +236,7 @@ def predict_scene(
     overlap: int = 64,
     batch_size: int = 8,
     progress: bool = False,
+    tta: bool = False,
 ) -> np.ndarray:
     """Change probability of a whole scene, predicted window by window.
 
@@ -248,6 +250,8 @@ def predict_scene(
             ``2**depth`` and a quarter of the overlap exceeds the network's border effects.
         batch_size: windows per model call; with the tile size, this bounds memory.
         progress: show a progress bar over windows.
+        tta: average the probabilities of the 8 flips and rotations of each window
+            (`siamese_cd.tta`); 8 times the model calls.
 
     Returns:
         (H, W) float32 change probabilities.
@@ -267,6 +271,7 @@ def predict_scene(
     scene1 = t1 if hasattr(t1, "read") else ArrayScene(np.asarray(t1), "t1")
     scene2 = t2 if hasattr(t2, "read") else ArrayScene(np.asarray(t2), "t2")
     check_scenes(scene1, scene2, model)
+    model = with_tta(model, tta)
     height, width, _ = scene1.shape
     total = np.zeros((height, width), np.float32)
     boxes = list(windows(height, width, tile_size, overlap))
@@ -361,6 +366,7 @@ def predict_files(
     bands: Sequence[int] | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    tta: bool = False,
 ) -> Path:
     """Predict the change map of two image files and write it to `out`.
 
@@ -374,7 +380,7 @@ def predict_files(
     """
     scene1, scene2 = FileScene(t1, bands), FileScene(t2, bands)
     probability = predict_scene(
-        model, scene1, scene2, tile_size, overlap, batch_size=batch_size, progress=progress
+        model, scene1, scene2, tile_size, overlap, batch_size=batch_size, progress=progress, tta=tta
     )
     return write_change_map(out, probability, threshold, probabilities, scene1.profile)
 

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold", type=probability, default=None, help="default: the model's (0.5)"
     )
     parser.add_argument("--batch-size", type=positive_int, default=16, help="default 16")
+    parser.add_argument(
+        "--tta", action="store_true", help="average the 8 flips and rotations (8x slower)"
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
     parser.add_argument("--per-image", metavar="CSV", help="write per-image scores as CSV")
 
@@ -56,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
     )
     model = load_change_model(args.model)
-    result = evaluate(model, dataset, args.threshold, split=str(split), progress=progress)
+    result = evaluate(
+        model, dataset, args.threshold, split=str(split), progress=progress, tta=args.tta
+    )
     print(result.format())
     if args.json:
         result.write_json(args.json)

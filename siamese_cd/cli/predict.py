@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bands", type=bands_arg, default=None, help="bands to read, from 1: e.g. 4,3,2"
     )
     parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch")
+    parser.add_argument(
+        "--tta", action="store_true", help="average the 8 flips and rotations (8x slower)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         bands=args.bands,
         batch_size=args.batch_size,
+        tta=args.tta,
     )
     if Path(args.t1).is_dir() and Path(args.t2).is_dir():
         written = predict_folders(model, args.t1, args.t2, args.out, **options)

@@ -24,6 +24,7 @@ from siamese_cd.data.augment import Augment
 from siamese_cd.data.buffers import BatchBuffers
 from siamese_cd.data.decoding import DEFAULT_LABEL_THRESHOLD, decode_into, pixel_scale
 from siamese_cd.data.pairing import PairList, pair_by_stem, pair_split, pairs_from_csv
+from siamese_cd.data.scene_layouts import describe_scene_layouts, open_scene_source
 from siamese_cd.data.source import SampleSource
 from siamese_cd.errors import DatasetError, ImageReadError
 
@@ -72,7 +73,10 @@ class PairedImageDataset(keras.utils.PyDataset):
     WHU-CD (``prev/ curr/ label/``), CDD (``A/ B/ OUT/``). Or give the folders (`t1_dir`,
     `t2_dir`, `label_dir`), or a CSV file of ``t1,t2,label`` rows as `root`. Files are matched
     by stem, ignoring the extension (``time1/7.png`` with ``label/7.tif``); a file without its
-    counterparts is an error naming it (`on_missing`).
+    counterparts is an error naming it (`on_missing`). Datasets stored one folder per scene
+    are recognised too (`siamese_cd.data.scene_layouts`): OSCD and SZTAKI AirChange, read with
+    their own split (``split="train"``/``"test"``; OSCD bands by name, ``bands="rgb"``), and
+    ``<root>/<scene>/{t1, t2, label}`` scene folders (stems set by `scene_files`).
 
     **What a batch holds.** ``t1`` and ``t2`` of shape (B, H, W, C) holding the files' raw
     pixels, in their stored type (`pixel_dtype`): uint8 for 8-bit files, uint16 for 16-bit
@@ -92,7 +96,9 @@ class PairedImageDataset(keras.utils.PyDataset):
     **Samples.** By default one sample per scene, whole. ``crop_size`` takes one random crop
     per scene and epoch (training on large scenes). ``tile_size`` cuts every scene into
     deterministic tiles (validation and test): a 1024² scene with ``tile_size=256`` gives 16
-    samples. ``len(dataset.pairs)`` counts scenes; `num_samples` counts samples; `sample`
+    samples. ``samples_per_scene=K`` with ``crop_size`` takes K random crops per scene and
+    epoch (optionally with at least ``min_change`` changed pixels), so a split of 10 large
+    scenes gives epochs of 10 K samples. ``len(dataset.pairs)`` counts scenes; `num_samples` counts samples; `sample`
     and batches number samples (tiles, with `tile_size`).
 
     **Speed.** ``fit`` decodes batches in `workers` threads; plain PNGs are decoded by libpng
@@ -120,8 +126,15 @@ class PairedImageDataset(keras.utils.PyDataset):
         tile_size: side, or ``(height, width)``, of deterministic tiles covering each scene.
         tile_stride: step between tiles (default `tile_size`, no overlap). The last tile of a
             row or column is moved back to end at the border.
+        samples_per_scene: random crops per scene and epoch with `crop_size` (default 1).
+        min_change: with `crop_size`, redraw a crop (a bounded number of times) until at least
+            this share of its pixels changed; 0 (default) takes the first draw.
+        split: the split of an OSCD or AirChange folder: ``"train"``, ``"test"``, ``"all"``
+            (or, for OSCD, a list of cities). Required for them; not for other layouts.
+        scene_files: stems of the t1, t2 and label files in scene folders (default
+            ``("t1", "t2", "label")``).
         bands: bands to read, counted from 1 as in GDAL, e.g. ``(4, 3, 2)``; None reads all
-            (minus alpha).
+            (minus alpha). For OSCD, band names: ``"rgb"``, ``"all"`` (default) or a list.
         grayscale: ``"expand"`` (default) repeats 1-band images to 3 bands; ``"keep"`` keeps
             1 band.
         cache_dir: folder of decoded caches; built on first use (with a progress bar).
@@ -170,7 +183,11 @@ class PairedImageDataset(keras.utils.PyDataset):
         crop_size: int | tuple[int, int] | None = None,
         tile_size: int | tuple[int, int] | None = None,
         tile_stride: int | tuple[int, int] | None = None,
-        bands: Sequence[int] | None = None,
+        samples_per_scene: int = 1,
+        min_change: float = 0.0,
+        split: str | Sequence[str] | None = None,
+        scene_files: tuple[str, str, str] | None = None,
+        bands: Sequence[int] | str | None = None,
         grayscale: str = "expand",
         cache_dir: str | Path | None = None,
         workers: int | None = None,
@@ -185,21 +202,42 @@ class PairedImageDataset(keras.utils.PyDataset):
         super().__init__(workers, use_multiprocessing, max_queue_size)
         if batch_size < 1:
             raise DatasetError(f"batch_size must be at least 1, got {batch_size}")
-        pairs = _read_pairs(root, t1_dir, t2_dir, label_dir, on_missing)
         self.root = Path(root) if root is not None else None
-        self.source = SampleSource(
-            pairs,
-            bands=bands,
-            grayscale=grayscale,
-            label_threshold=label_threshold,
+        options = dict(
             crop_size=crop_size,
             tile_size=tile_size,
             tile_stride=tile_stride,
+            samples_per_scene=samples_per_scene,
+            min_change=min_change,
             cache_dir=cache_dir,
-            name=_split_name(self.root, pairs),
             workers=self.workers,
             progress=progress,
         )
+        # Scene layouts (OSCD, AirChange, scene folders) bring their own reader and split.
+        self.source = open_scene_source(
+            root,
+            split=split,
+            bands=bands,
+            scene_files=scene_files,
+            label_threshold=label_threshold,
+            grayscale=grayscale,
+            **options,
+        )
+        if self.source is None:
+            if split is not None:
+                raise DatasetError(
+                    f"{root}: split= picks a split of a scene layout ({describe_scene_layouts()}); "
+                    "this folder is not one, so give the split's own folder as root"
+                )
+            pairs = _read_pairs(root, t1_dir, t2_dir, label_dir, on_missing)
+            self.source = SampleSource(
+                pairs,
+                bands=bands,
+                grayscale=grayscale,
+                label_threshold=label_threshold,
+                name=_split_name(self.root, pairs),
+                **options,
+            )
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = self._check_augment(augment)
@@ -370,7 +408,12 @@ class PairedImageDataset(keras.utils.PyDataset):
 
     def _whole_raw_scenes(self) -> bool:
         """Whether batches are whole scenes from files, all bands (see `_direct_batch`)."""
-        return self.cache is None and self._whole_scenes() and self.bands is None
+        return (
+            self.cache is None
+            and self._whole_scenes()
+            and self.bands is None
+            and self.source.files_are_samples
+        )
 
     def _direct_batch(self, samples: np.ndarray):
         """A batch of whole scenes decoded straight into the batch arrays where possible.

@@ -43,6 +43,7 @@ from siamese_cd.data.decoding import (
     uses_rasterio,
 )
 from siamese_cd.data.pairing import Pair, PairList
+from siamese_cd.data.sampling import MaskMemory, check_scene_sampling
 from siamese_cd.data.windows import (
     TileIndex,
     as_size,
@@ -53,6 +54,8 @@ from siamese_cd.data.windows import (
 from siamese_cd.errors import DatasetError, ImageReadError
 
 Arrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+# Random crops drawn per sample at most, looking for `min_change` changed pixels.
+MAX_DRAWS = 20
 
 
 def _shape_error(pair: Pair, shapes: Sequence[tuple[int, ...]]) -> ImageReadError:
@@ -86,6 +89,12 @@ class SampleSource:
             generator, central otherwise).
         tile_size: side or ``(height, width)`` of deterministic tiles covering each scene.
         tile_stride: step between tiles (default `tile_size`).
+        samples_per_scene: crops per scene and epoch with `crop_size` (default 1): an epoch
+            is ``samples_per_scene x scenes`` samples, so a few large scenes train like many
+            tiles. Sample ``k`` is a crop of scene ``k // samples_per_scene``.
+        min_change: with `crop_size`, draw random crops until one holds at least this share
+            of changed pixels, at most `MAX_DRAWS` times (then the last draw is kept); 0 takes
+            the first draw. Needs labels.
         cache_dir: folder of decoded caches (`siamese_cd.data.cache`); None reads the files.
         name: readable name of the split, for the cache's folder.
         workers: threads that build the cache.
@@ -97,7 +106,7 @@ class SampleSource:
 
     def __init__(
         self,
-        pairs: PairList,
+        pairs: PairList | Sequence[Pair],
         *,
         bands: Sequence[int] | None = None,
         grayscale: str = "expand",
@@ -105,6 +114,8 @@ class SampleSource:
         crop_size: int | tuple[int, int] | None = None,
         tile_size: int | tuple[int, int] | None = None,
         tile_stride: int | tuple[int, int] | None = None,
+        samples_per_scene: int = 1,
+        min_change: float = 0.0,
         cache_dir: str | Path | None = None,
         name: str = "split",
         workers: int = 1,
@@ -120,6 +131,10 @@ class SampleSource:
         self.grayscale = check_grayscale(grayscale)
         self.label_threshold = check_label_threshold(label_threshold)
         self.crop_size = as_size(crop_size, "crop_size") if crop_size is not None else None
+        self.samples_per_scene, self.min_change = check_scene_sampling(
+            samples_per_scene, min_change, self.crop_size, self.labelled
+        )
+        self._masks = MaskMemory()
         self.progress = progress
         self._channels: int | None = None
         self._dtype: np.dtype | None = None
@@ -144,6 +159,10 @@ class SampleSource:
                 raise DatasetError(
                     f"{len(small)} scene(s) smaller than tile_size {self.tiles.tile}: {names}"
                 )
+
+    # Whether a pair's files decode whole to its sample (so they may be decoded straight into
+    # batches, or by TensorFlow); scene readers (OSCD bands, cropped scenes) set it False.
+    files_are_samples = True
 
     def decode_options(self) -> dict:
         """The options that change the decoded arrays (part of the cache's fingerprint)."""
@@ -176,8 +195,10 @@ class SampleSource:
 
     @property
     def num_samples(self) -> int:
-        """Samples per epoch: tiles with `tile_size`, otherwise one per scene."""
-        return len(self.tiles) if self.tiles is not None else len(self.pairs)
+        """Samples per epoch: tiles with `tile_size`, otherwise `samples_per_scene` per scene."""
+        if self.tiles is not None:
+            return len(self.tiles)
+        return len(self.pairs) * self.samples_per_scene
 
     def scene_size(self, index: int) -> tuple[int, int]:
         """(height, width) of scene `index`, from the cache or the t1 file's header."""
@@ -214,15 +235,30 @@ class SampleSource:
             return self.tiles.locate(sample)
         if self.crop_size is None:
             return sample, None
-        height, width = self.scene_size(sample)
+        scene = sample // self.samples_per_scene
+        height, width = self.scene_size(scene)
         if height < self.crop_size[0] or width < self.crop_size[1]:
             raise ImageReadError(
-                f"{self.pairs[sample].t1}: scene of size {(height, width)} is smaller than "
+                f"{self.pairs[scene].t1}: scene of size {(height, width)} is smaller than "
                 f"crop_size {self.crop_size}"
             )
         if rng is None:
-            return sample, center_window(height, width, self.crop_size)
-        return sample, random_window(height, width, self.crop_size, rng)
+            return scene, center_window(height, width, self.crop_size)
+        if self.min_change > 0:
+            return scene, self.changed_window(scene, rng)
+        return scene, random_window(height, width, self.crop_size, rng)
+
+    def changed_window(self, scene: int, rng: np.random.Generator) -> Window:
+        """A random `crop_size` window of `scene` with at least `min_change` changed pixels,
+        drawn at most `MAX_DRAWS` times (the last draw is kept if none has enough)."""
+        mask = self._masks.get(scene, self.read_mask)
+        height, width = mask.shape
+        for _ in range(MAX_DRAWS):
+            window = random_window(height, width, self.crop_size, rng)
+            top, left, h, w = window
+            if mask[top : top + h, left : left + w].mean() >= self.min_change:
+                break
+        return window
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -122,7 +122,8 @@ def _scene_reader(source: SampleSource, dtype: tf.DType):
     """``index -> (t1, t2, mask)`` tensors of a whole scene, mask (H, W) uint8 (0 unlabelled)."""
     channels = source.channels
     image_shape = [None, None, channels]
-    tables = _decoders(source, dtype) if source.cache is None else None
+    files = source.cache is None and source.files_are_samples
+    tables = _decoders(source, dtype) if files else None
     if tables is None:
 
         def read_numpy(i):
@@ -164,10 +165,27 @@ def _scene_reader(source: SampleSource, dtype: tf.DType):
     return read
 
 
-def _random_crop(source: SampleSource, t1, t2, mask, seed):
-    """A uniformly placed `crop_size` window of the three, drawn from a stateless seed."""
+def _changed_corner(source: SampleSource, index, seed):
+    """Top and left of `SampleSource.changed_window` (crops with `min_change`), seeded."""
+
+    def corner(index, seed):
+        rng = np.random.default_rng([int(seed[0]) & 0x7FFFFFFFFFFFFFFF, int(seed[1])])
+        top, left, _, _ = source.changed_window(int(index), rng)
+        return np.int32(top), np.int32(left)
+
+    top, left = tf.numpy_function(corner, [index, seed], [tf.int32, tf.int32])
+    return tf.ensure_shape(top, []), tf.ensure_shape(left, [])
+
+
+def _random_crop(source: SampleSource, t1, t2, mask, seed, index=None):
+    """A uniformly placed `crop_size` window of the three, drawn from a stateless seed (or a
+    window with `min_change` changed pixels, drawn by the source)."""
     height, width = tf.shape(t1)[0], tf.shape(t1)[1]
     ch, cw = source.crop_size
+    if source.min_change > 0:
+        top, left = _changed_corner(source, index, seed)
+        window = (slice(top, top + ch), slice(left, left + cw))
+        return t1[window], t2[window], mask[window]
     fits = tf.logical_and(height >= ch, width >= cw)
     check = tf.debugging.Assert(fits, ["a scene is smaller than crop_size", tf.shape(t1)[:2]])
     with tf.control_dependencies([check]):
@@ -262,9 +280,12 @@ def build(data, prefetch: bool = True, deterministic: bool | None = None) -> tf.
         return (t1, t2), tf.cast(mask[..., None], tf.float32)
 
     # Only scene numbers are shuffled; paths are looked up in constant tensors.
-    scenes = tf.data.Dataset.range(count)
+    per_scene = source.samples_per_scene
+    scenes = tf.data.Dataset.range(count * per_scene)
+    if per_scene > 1:  # sample k is a crop of scene k // samples_per_scene
+        scenes = scenes.map(lambda k: k // per_scene)
     if data.shuffle:
-        scenes = scenes.shuffle(count, seed=data.seed, reshuffle_each_iteration=True)
+        scenes = scenes.shuffle(count * per_scene, seed=data.seed, reshuffle_each_iteration=True)
     whole = source.tiles is None and source.crop_size is None and data.augment is None
     if source.cache is not None and whole and source.cache.uniform_size(range(count)):
         batches = _cached_batches(data, scenes, dtype, deterministic)
@@ -281,7 +302,7 @@ def build(data, prefetch: bool = True, deterministic: bool | None = None) -> tf.
     def load_scene(index, seed=None):
         t1, t2, mask = read(index)
         if source.crop_size is not None:
-            t1, t2, mask = _random_crop(source, t1, t2, mask, seed)
+            t1, t2, mask = _random_crop(source, t1, t2, mask, seed, index)
         return (t1, t2, mask) if seed is None else (t1, t2, mask, seed)
 
     samples = scenes.map(load_scene, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
