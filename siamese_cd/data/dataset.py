@@ -98,8 +98,9 @@ class PairedImageDataset(keras.utils.PyDataset):
     deterministic tiles (validation and test): a 1024² scene with ``tile_size=256`` gives 16
     samples. ``samples_per_scene=K`` with ``crop_size`` takes K random crops per scene and
     epoch (optionally with at least ``min_change`` changed pixels), so a split of 10 large
-    scenes gives epochs of 10 K samples. ``len(dataset.pairs)`` counts scenes; `num_samples` counts samples; `sample`
-    and batches number samples (tiles, with `tile_size`).
+    scenes gives epochs of 10 K samples. ``len(dataset.pairs)`` counts scenes;
+    `num_samples` counts samples; `sample` and batches number samples (tiles, with
+    `tile_size`).
 
     **Speed.** ``fit`` decodes batches in `workers` threads; plain PNGs are decoded by libpng
     straight into the batch arrays, outside the GIL. `as_tf_dataset` gives the same

@@ -18,7 +18,8 @@ Example:
     >>> for scene in ("north", "south"):
     ...     (root / scene).mkdir()
     ...     for stem, value in (("t1", 10), ("t2", 200), ("label", 255)):
-    ...         Image.fromarray(np.full((40, 60), value, np.uint8)).save(root / scene / f"{stem}.PNG")
+    ...         image = Image.fromarray(np.full((40, 60), value, np.uint8))
+    ...         image.save(root / scene / f"{stem}.PNG")
     >>> source = FolderSceneSource(find_scenes(root), regions=[None, (0, 0, 32, 48)])
     >>> [pair.stem for pair in source.pairs], source.scene_size(1)
     (['north', 'south'], (32, 48))
