@@ -1,8 +1,9 @@
 """The `siamese-cd` command: one subcommand per module, listed in `COMMANDS`.
 
 Subcommands: ``synth`` (write a synthetic dataset), ``train``, ``check`` (scan a dataset
-for problems), ``evaluate``, ``predict`` (change maps of scenes of any size) and ``tune``
-(hyperparameter search). Each module defines ``HELP``, ``DESCRIPTION``,
+for problems), ``evaluate``, ``predict`` (change maps of scenes of any size), ``tune``
+(hyperparameter search) and ``reproduce`` (the paper's protocol on OSCD or AirChange). Each
+module defines ``HELP``, ``DESCRIPTION``,
 ``add_arguments(parser)`` and ``run(args) -> int``, and imports TensorFlow only inside
 ``run``, so ``siamese-cd --help`` and usage errors return at once.
 
@@ -11,7 +12,7 @@ Example:
     >>> parser.parse_args(["synth", "out", "--size", "32"]).size
     32
     >>> sorted(COMMANDS)
-    ['check', 'evaluate', 'predict', 'synth', 'train', 'tune']
+    ['check', 'evaluate', 'predict', 'reproduce', 'synth', 'train', 'tune']
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "siamese_cd.cli.evaluate",
     "predict": "siamese_cd.cli.predict",
     "tune": "siamese_cd.cli.tune",
+    "reproduce": "siamese_cd.cli.reproduce",
 }
 
 

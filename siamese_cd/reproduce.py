@@ -1,0 +1,281 @@
+"""Reproduce Daudt, Le Saux and Boulch (ICIP 2018) on OSCD and AirChange, beside the paper.
+
+The protocol, as far as the paper and its published code document it: random 96 x 96 patches
+(``crop_size=96``, `samples_per_scene` of them per scene and epoch: as many as a stride of half
+a patch cuts from the split), joint random flips and rotations, the class-weighted loss and Adam
+with per-epoch decay of `SiameseChangeModel.compile` (the recipe), batches of 32, 50 epochs,
+the dataset's standard split. Scores are change-class precision, recall and F1 over all pixels
+of the test scenes (micro), scored on whole scenes. Pixels are standardised per band from the
+training split (uint16 reflectances; the paper normalised per image). The model of the last
+epoch is scored (the paper kept the best one by training F1).
+
+OSCD test labels are a separate release. When the test cities have no labels, the last
+`HOLDOUT` cities of ``train.txt`` are held out and scored instead, and the report says so.
+
+`PUBLISHED` holds the paper's change-class F1 (%) on OSCD as cited by secondary sources; they
+could not be checked against the paper's Tables 1 and 2 here, so every printed value is marked
+"secondary source". AirChange values are not given.
+
+Example:
+    >>> published_f1("oscd", "all", "diff")
+    57.92
+    >>> print(published_f1("airchange", "rgb", "diff"))
+    None
+    >>> variant_name("conc")
+    'FC-Siam-conc'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from siamese_cd.errors import ConfigError, DatasetError
+
+DATASETS = ("oscd", "airchange")
+VARIANT_NAMES = {"ef": "FC-EF", "conc": "FC-Siam-conc", "diff": "FC-Siam-diff"}
+PATCH = 96
+BATCH_SIZE = 32
+EPOCHS = 50
+# OSCD train cities held out for scoring when the test labels are not in the download.
+HOLDOUT = 3
+# (dataset, bands) -> variant -> change-class F1 (%), from secondary sources citing the
+# paper (arXiv 1810.08462, Tables 1 and 2); not confirmed against the paper itself.
+PUBLISHED: dict[tuple[str, str], dict[str, float]] = {
+    ("oscd", "rgb"): {"ef": 48.89, "diff": 48.86},
+    ("oscd", "all"): {"ef": 56.91, "diff": 57.92, "conc": 51.36},
+}
+PUBLISHED_SOURCE = "secondary source"
+
+
+def published_f1(dataset: str, bands: str, variant: str) -> float | None:
+    """The published change-class F1 (%) of a variant, or None where none is recorded."""
+    return PUBLISHED.get((dataset, bands), {}).get(variant)
+
+
+def variant_name(variant: str) -> str:
+    """The paper's name of a variant: ``"diff"`` -> ``"FC-Siam-diff"``."""
+    return VARIANT_NAMES[variant]
+
+
+@dataclass
+class ReproduceSettings:
+    """What `reproduce` runs; the defaults are the paper's protocol.
+
+    Attributes:
+        dataset: ``"oscd"`` or ``"airchange"``.
+        variants: some of ``"ef"``, ``"conc"``, ``"diff"``.
+        bands: OSCD bands, ``"rgb"`` or ``"all"`` (AirChange is RGB).
+        epochs: epochs per variant.
+        quick: a short budget that checks the pipeline end to end: 1 epoch, a depth-2
+            network of 4 filters, 2 patches per scene, patches no larger than the smallest
+            scene. Its scores say nothing about the paper.
+        log_dir: where each variant's model, history and scores go.
+        batch_size: patches per batch.
+        seed: seed of patch drawing, shuffling and augmentation.
+        tta: score with the 8 flips and rotations averaged.
+        progress: show progress bars.
+    """
+
+    dataset: str
+    variants: list[str] = field(default_factory=lambda: ["ef", "conc", "diff"])
+    bands: str = "rgb"
+    epochs: int | None = None
+    quick: bool = False
+    log_dir: str = "logs"
+    batch_size: int | None = None
+    seed: int = 0
+    tta: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        unknown = [v for v in self.variants if v not in VARIANT_NAMES]
+        if unknown or not self.variants:
+            raise ConfigError(f"variants must be among {list(VARIANT_NAMES)}, got {unknown}")
+        if self.bands not in ("rgb", "all"):
+            raise ConfigError(f"bands must be 'rgb' or 'all', got {self.bands!r}")
+        if self.dataset == "airchange" and self.bands != "rgb":
+            raise ConfigError("AirChange images are RGB: use bands='rgb'")
+        if self.epochs is None:
+            self.epochs = 1 if self.quick else EPOCHS
+        if self.batch_size is None:
+            self.batch_size = 4 if self.quick else BATCH_SIZE
+
+    @property
+    def depth(self) -> int:
+        return 2 if self.quick else 4
+
+    @property
+    def filters(self) -> int:
+        return 4 if self.quick else 16
+
+    def run_dir(self) -> Path:
+        return Path(self.log_dir) / f"reproduce-{self.dataset}-{self.bands}"
+
+
+@dataclass
+class Splits:
+    """The training and scoring splits of a run, and how the scoring split was chosen."""
+
+    train: object
+    test: object
+    note: str
+
+
+def _dataset(data, split, settings: ReproduceSettings, **options):
+    from siamese_cd.data.dataset import PairedImageDataset
+
+    bands = settings.bands if settings.dataset == "oscd" else None
+    return PairedImageDataset(
+        data, split=split, bands=bands, seed=settings.seed, progress=settings.progress, **options
+    )
+
+
+def _scoring_split(data, settings: ReproduceSettings) -> tuple[object, object, str]:
+    """(train split, test split, note): the standard split, or OSCD's held-out train cities."""
+    if settings.dataset == "airchange":
+        return "train", "test", "standard split: test Szada/1 and Tiszadob/3, top-left 784x448"
+    from siamese_cd.data.oscd import find_oscd, split_cities
+
+    test = _dataset(data, "test", settings, batch_size=1)
+    if test.labelled:
+        return "train", "test", f"standard split: {len(test.pairs)} test cities"
+    images, _ = find_oscd(data)
+    cities = split_cities(images, "train")
+    held = cities[-min(HOLDOUT, len(cities) // 2) :]
+    if not held:
+        raise DatasetError(f"{data}: too few OSCD train cities to hold some out for scoring")
+    note = (
+        "OSCD test labels are not in this download (a separate release): scored on held-out "
+        f"train cities {', '.join(held)}, trained on the other {len(cities) - len(held)}"
+    )
+    return [c for c in cities if c not in held], held, note
+
+
+def patches_per_scene(sizes: np.ndarray, patch: int) -> int:
+    """Patches per scene and epoch: as many as a stride of half a patch cuts, on average.
+
+    Example:
+        >>> patches_per_scene(np.array([[480, 480], [240, 480]]), 96)
+        60
+    """
+    stride = max(1, patch // 2)
+    counts = [
+        (max(1, math.ceil((h - patch) / stride) + 1))
+        * (max(1, math.ceil((w - patch) / stride) + 1))
+        for h, w in sizes
+    ]
+    return max(1, round(float(np.mean(counts))))
+
+
+def load_splits(data, settings: ReproduceSettings) -> Splits:
+    """The training patches and the scoring scenes of `data`, by the protocol."""
+    train_split, test_split, note = _scoring_split(data, settings)
+    probe = _dataset(data, train_split, settings, batch_size=1)
+    sizes = probe.source.scene_sizes()
+    patch = PATCH
+    if settings.quick:  # the fake and smallest scenes are smaller than 96 pixels
+        patch = min(PATCH, int(sizes.min()) // 2**settings.depth * 2**settings.depth)
+    per_scene = 2 if settings.quick else patches_per_scene(sizes, patch)
+    train = _dataset(
+        data,
+        train_split,
+        settings,
+        batch_size=settings.batch_size,
+        crop_size=patch,
+        samples_per_scene=per_scene,
+        shuffle=True,
+        augment=True,
+    )
+    test = _dataset(data, test_split, settings, batch_size=1)
+    return Splits(train, test, note)
+
+
+def train_variant(variant: str, splits: Splits, settings: ReproduceSettings) -> dict:
+    """Train one variant by the recipe, save it under the run folder, and score it."""
+    import keras
+
+    from siamese_cd.evaluation import evaluate
+    from siamese_cd.models.siamese import SiameseChangeModel
+
+    keras.utils.set_random_seed(settings.seed)
+    folder = settings.run_dir() / variant
+    folder.mkdir(parents=True, exist_ok=True)
+    model = SiameseChangeModel(
+        variant=variant,
+        depth=settings.depth,
+        filters=settings.filters,
+        in_channels=splits.train.channels,
+    )
+    model.compile()  # the recipe: class-weighted loss, Adam with per-epoch decay
+    started = time.perf_counter()
+    model.fit(
+        splits.train,
+        epochs=settings.epochs,
+        verbose=1 if settings.progress else 0,
+        callbacks=[keras.callbacks.CSVLogger(str(folder / "history.csv"))],
+    )
+    seconds = time.perf_counter() - started
+    model.save(folder / "model.keras")
+    result = evaluate(
+        model, splits.test, split=splits.note, progress=settings.progress, tta=settings.tta
+    )
+    result.write_json(folder / "scores.json")
+    row = {
+        "variant": variant,
+        **{name: result.scores[name] for name in ("precision", "recall", "f1")},
+        "published_f1": published_f1(settings.dataset, settings.bands, variant),
+        "train_seconds": seconds,
+        "seconds_per_epoch": seconds / settings.epochs,
+        "model": str(folder / "model.keras"),
+    }
+    (folder / "row.json").write_text(json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def format_table(rows: list[dict], settings: ReproduceSettings, note: str) -> str:
+    """The side-by-side table: measured P, R, F1 (%) and the published F1 per variant."""
+    bands = "13 bands" if settings.bands == "all" else "RGB"
+    lines = [
+        f"{settings.dataset.upper() if settings.dataset == 'oscd' else 'AirChange'} ({bands}), "
+        f"{settings.epochs} epoch(s){', quick mode' if settings.quick else ''}; {note}",
+        "",
+        f"{'variant':<14}{'P %':>8}{'R %':>8}{'F1 %':>8}   published F1 %",
+    ]
+    for row in rows:
+        published = row["published_f1"]
+        cited = f"{published:.2f} ({PUBLISHED_SOURCE})" if published is not None else "n/a"
+        lines.append(
+            f"{variant_name(row['variant']):<14}{100 * row['precision']:>8.2f}"
+            f"{100 * row['recall']:>8.2f}{100 * row['f1']:>8.2f}   {cited}"
+        )
+    lines += [
+        "",
+        "Published values: Daudt, Le Saux, Boulch, 'Fully Convolutional Siamese Networks for "
+        "Change Detection', ICIP 2018 (arXiv 1810.08462), as cited by secondary sources; "
+        "precision and recall not recorded.",
+    ]
+    return "\n".join(lines)
+
+
+def reproduce(data: str | Path, settings: ReproduceSettings) -> tuple[list[dict], str]:
+    """Train and score every variant of `settings` on `data`; returns the rows and the table.
+
+    Writes ``<log_dir>/reproduce-<dataset>-<bands>/<variant>/{model.keras, history.csv,
+    scores.json, row.json}`` and ``table.txt`` and ``settings.json`` beside them.
+    """
+    splits = load_splits(data, settings)
+    run = settings.run_dir()
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "settings.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    rows = [train_variant(variant, splits, settings) for variant in settings.variants]
+    table = format_table(rows, settings, splits.note)
+    (run / "table.txt").write_text(table + "\n")
+    return rows, table
