@@ -43,12 +43,14 @@ def band_value(band: str, date: int) -> int:
 def write_band(path: Path, array: np.ndarray, resolution: float, georeferenced: bool = True):
     """Write one band as a single-band GeoTIFF on a grid of `resolution` metres."""
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = dict(driver="GTiff", height=array.shape[0], width=array.shape[1], count=1)
     if georeferenced:
-        profile.update(crs=CRS, transform=from_origin(*ORIGIN, resolution, resolution))
+        profile.update(
+            crs=CRS, transform=Affine(resolution, 0, ORIGIN[0], 0, -resolution, ORIGIN[1])
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(path, "w", dtype=array.dtype.name, **profile) as sink:

@@ -62,7 +62,9 @@ def test_scene_folders_with_configurable_names(tmp_path):
     for scene in ("a", "b"):
         (tmp_path / scene).mkdir()
         for stem, value in (("before", 1), ("after", 2), ("truth", 255)):
-            Image.fromarray(np.full((16, 16), value, np.uint8)).save(tmp_path / scene / f"{stem}.png")
+            Image.fromarray(np.full((16, 16), value, np.uint8)).save(
+                tmp_path / scene / f"{stem}.png"
+            )
     names = ("before", "after", "truth")
     assert scene_layout(tmp_path) is None and scene_layout(tmp_path, names) == "scene folders"
     data = PairedImageDataset(tmp_path, scene_files=names, batch_size=2, progress=False)

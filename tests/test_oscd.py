@@ -15,7 +15,9 @@ pytest.importorskip("rasterio")
 
 @pytest.fixture(scope="module")
 def oscd(tmp_path_factory) -> Path:
-    return write_oscd(tmp_path_factory.mktemp("oscd"), train=["aguasclaras", "bercy"], test=["lyon"])
+    return write_oscd(
+        tmp_path_factory.mktemp("oscd"), train=["aguasclaras", "bercy"], test=["lyon"]
+    )
 
 
 def test_the_all_band_order_is_by_number_with_b8a_after_b08():
