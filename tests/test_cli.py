@@ -85,7 +85,7 @@ def test_help_lists_every_command_from_the_table(capsys):
         main(["--help"])
     assert info.value.code == 0
     printed = capsys.readouterr().out
-    assert list(COMMANDS) == ["synth", "train", "check", "evaluate", "predict", "tune"]
+    assert list(COMMANDS) == ["synth", "train", "check", "evaluate", "predict", "tune", "reproduce"]
     for name in COMMANDS:
         assert f"    {name} " in printed
 
