@@ -39,8 +39,8 @@ def render() -> str:
         parser = build_parser()
         parts = ["## siamese-cd\n", _block(parser.format_help())]
         for name, sub in _subparsers(parser).items():
-            module = COMMANDS[name]
-            parts += [f"## siamese-cd {name}\n", f"Module: `{module}`.\n", _block(sub.format_help())]
+            parts += [f"## siamese-cd {name}\n", f"Module: `{COMMANDS[name]}`.\n"]
+            parts.append(_block(sub.format_help()))
     finally:
         if previous is None:
             os.environ.pop("COLUMNS", None)

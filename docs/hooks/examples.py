@@ -11,9 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from mkdocs.structure.files import File
-
-
 
 def _prose_and_code(body: list[str]) -> list[str]:
     """Markdown of the script's body: comment runs become prose, the rest fenced code."""
@@ -52,7 +49,7 @@ def render(path: Path) -> str:
     title, _, intro = doc.partition("\n")
     lines = text.splitlines()
     first = module.body[0]
-    has_doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+    has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
     body = lines[first.end_lineno :] if has_doc else lines
     header = [
         f"# {title.strip()}",
@@ -68,6 +65,8 @@ def render(path: Path) -> str:
 
 
 def on_files(files, config):
+    from mkdocs.structure.files import File  # here, so that render() imports without MkDocs
+
     root = Path(config["config_file_path"]).parent
     for path in sorted((root / "examples").glob("*.py")):
         files.append(File.generated(config, f"examples/{path.stem}.md", content=render(path)))
