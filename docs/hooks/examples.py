@@ -52,12 +52,12 @@ def render(path: Path) -> str:
     has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
     body = lines[first.end_lineno :] if has_doc else lines
     header = [
-        f"# {title.strip()}",
+        f"# {title.strip().rstrip('.')}",
         "",
         intro.strip(),
         "",
         f"The script is `examples/{path.name}` in the repository; this page is rendered from it.",
-        f"`python examples/{path.name} --quick` runs it in about a minute on a tiny dataset",
+        f"`python examples/{path.name} --quick` runs it in a minute or two on a tiny dataset",
         "in a temporary folder, as the test suite does.",
         "",
     ]
