@@ -7,7 +7,7 @@ Run from the repository root:
 then open TensorBoard with `.venv/bin/tensorboard --logdir logs`. The IMAGES tab shows, for
 the same validation samples at every epoch, t1 | t2 | truth | prediction | errors |
 probability. `--quick` trains a small network for one epoch on a tiny dataset in a temporary
-folder: a check that the script runs, in well under a minute.
+folder: a check that the script runs.
 """
 
 import argparse
