@@ -28,6 +28,9 @@ MODULES = (
     "siamese_cd.inference",
     "siamese_cd.losses",
     "siamese_cd.metrics",
+    "siamese_cd.panels",
+    "siamese_cd.precision",
+    "siamese_cd.training",
     "siamese_cd.tuning",
 )
 
