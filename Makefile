@@ -7,7 +7,7 @@ DATA := data/synthetic
 # Quiet TensorFlow's C++ start-up chatter; errors still show.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format bench tensorboard clean
+.PHONY: demo test lint format docs bench tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[docs]"
+	touch $(VENV)/.installed $@
+
+# The site, into site/. --strict: a broken link or reference, or a docstring griffe cannot
+# read, fails the build. NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_step.py
 
@@ -48,4 +57,4 @@ tensorboard: $(VENV)/.installed
 	$(BIN)/tensorboard --logdir logs
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
