@@ -361,7 +361,7 @@ def predict_files(
     out: str | Path,
     tile_size: int = 256,
     overlap: int = 64,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     probabilities: bool = False,
     bands: Sequence[int] | None = None,
     batch_size: int = 8,
@@ -369,6 +369,9 @@ def predict_files(
     tta: bool = False,
 ) -> Path:
     """Predict the change map of two image files and write it to `out`.
+
+    The mask marks change where the probability reaches `threshold`; None takes the model's
+    own (0.5, or the one chosen on validation data and saved with it).
 
     A GeoTIFF t1 passes its CRS and transform to a ``.tif`` output, and GeoTIFF inputs are
     read window by window, so memory is the window batch plus the output map.
@@ -382,6 +385,8 @@ def predict_files(
     probability = predict_scene(
         model, scene1, scene2, tile_size, overlap, batch_size=batch_size, progress=progress, tta=tta
     )
+    if threshold is None:
+        threshold = getattr(model, "threshold", 0.5)
     return write_change_map(out, probability, threshold, probabilities, scene1.profile)
 
 

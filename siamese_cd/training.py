@@ -35,6 +35,7 @@ from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, TrainingError
 from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
+from siamese_cd.models.threshold import choose_threshold
 from siamese_cd.precision import set_precision
 
 # The settings recorded as the run's hyperparameters in TensorBoard's HParams dashboard.
@@ -64,6 +65,9 @@ class TrainSettings:
             (`siamese_cd.precision.set_precision`); the mixed ones keep float32 weights,
             preprocessing, head, loss and metrics.
         early_stopping: stop after this many epochs without a better ``val_f1``; None never.
+        choose_threshold: after training, set the best model's decision threshold to the one
+            with the best F1 on the validation split (`siamese_cd.models.threshold`) and save
+            it with the model; otherwise the model keeps 0.5.
         seed: seed of weights, shuffling and augmentation.
         verbose: Keras verbosity; None is one line per epoch when output is not a terminal.
     """
@@ -82,6 +86,7 @@ class TrainSettings:
     crop_size: int | None = None
     precision: str = "auto"
     early_stopping: int | None = None
+    choose_threshold: bool = False
     seed: int = 0
     verbose: int | None = None
 
@@ -297,6 +302,10 @@ def train_on_folder(
     raise_if_diverged(nan_guard, settings)
     best = keras.saving.load_model(out)
     print(f"Best checkpoint (val_f1, epoch {checkpoint.best_epoch + 1}) saved to {out}")
+    if settings.choose_threshold:
+        threshold, f1 = choose_threshold(best, splits.val, progress=verbose == 1)
+        best.save(out)
+        print(f"Decision threshold {threshold:.3f} (val_f1 {f1:.4f} there) saved with the model")
     test_scores = None
     if splits.test is not None:
         # Drawn at the best epoch, the one whose checkpoint was scored.

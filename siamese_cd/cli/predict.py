@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overlap", type=non_negative_int, default=64, help="pixels shared by windows (default 64)"
     )
-    parser.add_argument("--threshold", type=probability, default=0.5, help="default 0.5")
+    parser.add_argument(
+        "--threshold", type=probability, default=None, help="default: the model's (0.5)"
+    )
     parser.add_argument(
         "--probabilities", action="store_true", help="write float probabilities, not a mask"
     )

@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="EPOCHS",
         help="stop after this many epochs without a better val_f1 (default: never)",
     )
+    parser.add_argument(
+        "--choose-threshold",
+        action="store_true",
+        help="after training, choose the decision threshold with the best F1 on DATA/val and "
+        "save it with the model (evaluate and predict use it); default: 0.5",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         crop_size=args.crop_size,
         precision=args.precision,
         early_stopping=args.early_stopping,
+        choose_threshold=args.choose_threshold,
         seed=args.seed,
     )
     train_on_folder(args.data, settings)
