@@ -38,6 +38,7 @@ import numpy as np
 from siamese_cd.data.decoding import Window, image_size, read_image, read_label
 from siamese_cd.data.pairing import Pair, list_images
 from siamese_cd.data.source import Arrays, SampleSource, _shape_error
+from siamese_cd.data.windows import cut_windows
 from siamese_cd.errors import DatasetError, ImageReadError, PairingError
 
 SCENE_FILES = ("t1", "t2", "label")
@@ -111,15 +112,7 @@ class SceneSource(SampleSource):
 
     def read_windows(self, index: int, windows: list[Window]) -> list[Arrays]:
         # A scene is read whole once and cut: its reader may resample or crop it.
-        t1, t2, mask = self.read_pair(index)
-        return [
-            (
-                t1[y : y + h, x : x + w],
-                t2[y : y + h, x : x + w],
-                mask[y : y + h, x : x + w] if mask is not None else None,
-            )
-            for y, x, h, w in windows
-        ]
+        return cut_windows(self.read_pair(index), windows)
 
 
 class FolderSceneSource(SceneSource):

@@ -48,6 +48,7 @@ from siamese_cd.data.windows import (
     TileIndex,
     as_size,
     center_window,
+    cut_windows,
     random_window,
     tile_starts,
 )
@@ -304,15 +305,7 @@ class SampleSource:
             return [self.cache.read(index, window) for window in windows]
         pair = self.pairs[index]
         if not any(uses_rasterio(path) for _, path in pair.files()):
-            t1, t2, mask = self.read_pair(index)
-            return [
-                (
-                    t1[y : y + h, x : x + w],
-                    t2[y : y + h, x : x + w],
-                    mask[y : y + h, x : x + w] if mask is not None else None,
-                )
-                for y, x, h, w in windows
-            ]
+            return cut_windows(self.read_pair(index), windows)
         sizes = [image_size(path) for _, path in pair.files()]
         if len(set(sizes)) > 1:
             raise _shape_error(pair, sizes)

@@ -83,6 +83,21 @@ def windows(height: int, width: int, tile: int, overlap: int) -> Iterator[Window
             yield top, left, min(tile, height), min(tile, width)
 
 
+def cut_windows(arrays: Sequence[np.ndarray | None], boxes: Sequence[Window]) -> list[tuple]:
+    """Each window of `boxes` cut from every array of a scene (None stays None).
+
+    Example:
+        >>> image = np.arange(16).reshape(4, 4)
+        >>> [tuple(a.tolist() if a is not None else None for a in cut)
+        ...  for cut in cut_windows((image, None), [(0, 1, 2, 2)])]
+        [([[1, 2], [5, 6]], None)]
+    """
+    return [
+        tuple(a[y : y + h, x : x + w] if a is not None else None for a in arrays)
+        for y, x, h, w in boxes
+    ]
+
+
 def random_window(height: int, width: int, size: tuple[int, int], rng) -> Window:
     """A uniformly placed ``size`` window inside a ``height`` x ``width`` scene."""
     h, w = size
