@@ -233,6 +233,8 @@ def fit_distributed(
         model.optimizer.build(model.trainable_variables)
     backup = _Backup(model, Path(backup_dir) if backup_dir else None, role.is_chief)
     start = backup.restore(strategy)
+    if start:
+        print(f"Resuming from epoch {start + 1}, after the backup in {backup_dir}")
     local = copy.copy(train)
     local.batch_size, local.shuffle = batch // replicas, False
     callbacks = list(callbacks or [])

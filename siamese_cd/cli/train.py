@@ -74,6 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after this many epochs without a better val_f1 (default: never)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--dropout", type=float, default=0.2, help="spatial dropout of the model (default 0.2)"
+    )
+    parser.add_argument(
+        "--distribute",
+        choices=("auto", "none", "mirrored", "multi-worker"),
+        default="auto",
+        help="mirrored: every local GPU; multi-worker: the machines TF_CONFIG names (worker 0 "
+        "writes the model and logs); auto (default): multi-worker with TF_CONFIG, mirrored "
+        "with several GPUs, else none. --batch-size is the global batch",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         early_stopping=args.early_stopping,
         seed=args.seed,
+        dropout=args.dropout,
+        distribute=args.distribute,
     )
     train_on_folder(args.data, settings)
     return 0
