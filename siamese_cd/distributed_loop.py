@@ -251,8 +251,7 @@ def fit_distributed(
         steps=steps,
     )
     step = _train_function(model, strategy)
-    predict = tf.function(lambda data: model(data[0][0], training=False))
-    model.predict_function, model.stop_training = predict, False
+    model.stop_training = False
     completed = False
     try:
         callback_list.on_train_begin()
@@ -283,7 +282,6 @@ def fit_distributed(
         callback_list.on_train_end(logs)
         completed = True
     finally:
-        model.predict_function = None
         backup.finish(completed)
     return model.history
 
