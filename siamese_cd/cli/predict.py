@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from siamese_cd.cli.arguments import bands_arg, non_negative_int, positive_int, probability
+from siamese_cd.cli.arguments import (
+    add_precision_argument,
+    bands_arg,
+    non_negative_int,
+    positive_int,
+    probability,
+)
 
 HELP = "write change maps of scenes of any size"
 DESCRIPTION = (
@@ -33,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bands", type=bands_arg, default=None, help="bands to read, from 1: e.g. 4,3,2"
     )
+    add_precision_argument(parser)
     parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch")
 
 
@@ -40,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from siamese_cd.inference import load_change_model, predict_files, predict_folders
+    from siamese_cd.precision import set_precision
 
+    set_precision(args.precision)
     model = load_change_model(args.model)
     options = dict(
         tile_size=args.tile_size,
