@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds a process may take; the whole test stays well below on an idle machine
 # Two workers and one process differ only in the order of float sums (all-reduce).
 LOSS_TOLERANCE = 1e-4
+# Float32: the comparisons are about distribution, not about reduced precision.
 TINY = ["--depth", "2", "--filters", "2", "--dropout", "0", "--no-augment", "--seed", "0"]
+TINY += ["--precision", "float32"]
 
 
 # -- the plan of who reads what ------------------------------------------------------------------
@@ -165,7 +167,14 @@ def _reference_loss(folder: Path, epochs: int, batch_size: int) -> dict:
     from siamese_cd.training import TrainSettings, build_model, load_splits
 
     settings = TrainSettings(
-        epochs, batch_size, depth=2, filters=2, dropout=0, augment=False, distribute="none"
+        epochs,
+        batch_size,
+        depth=2,
+        filters=2,
+        dropout=0,
+        augment=False,
+        distribute="none",
+        precision="float32",
     )
     keras.utils.set_random_seed(0)
     splits = load_splits(folder, settings)
@@ -266,7 +275,7 @@ out = {}
 for mode in ("none", "mirrored"):
     settings = TrainSettings(epochs=2, batch_size=4, depth=2, filters=2, dropout=0,
                              augment=False, log_dir=sys.argv[2] + "/" + mode, verbose=0,
-                             distribute=mode)
+                             distribute=mode, precision="float32")
     history = train_on_folder(sys.argv[1], settings).history
     out[mode] = {k: history[k] for k in ("loss", "f1", "val_loss", "val_f1")}
 print("RESULT", json.dumps(out))
