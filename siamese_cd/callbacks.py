@@ -174,9 +174,7 @@ class MaskImageLogger(keras.callbacks.Callback):
         import tensorflow as tf
         from tensorboard.plugins.pr_curve import summary as pr_summary
 
-        # A direct call, not predict_on_batch: under a MirroredStrategy that hands every
-        # replica the whole batch and returns the copies concatenated.
-        scores = keras.ops.convert_to_numpy(self.model((self.t1, self.t2), training=False))
+        scores = np.asarray(self.model.predict_on_batch((self.t1, self.t2)))
         probability = change_probability(scores).astype(np.float32)
         panels = make_panels(
             self.t1, self.t2, self.masks, probability, self.threshold, self.rgb_bands, self.stretch

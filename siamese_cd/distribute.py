@@ -187,3 +187,15 @@ def all_sum(strategy, values) -> np.ndarray:
     per_replica = strategy.experimental_distribute_values_from_function(values_fn)
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     return np.asarray(total, np.float64)
+
+
+def predict_locally(model) -> None:
+    """Make ``model.predict_on_batch`` call the model on this worker alone.
+
+    Under a strategy Keras's ``predict_on_batch`` hands every replica the whole batch and
+    returns the copies concatenated (twice the rows on two replicas); callbacks such as
+    `MaskImageLogger` need the plain prediction. `compile` undoes it.
+    """
+    import tensorflow as tf
+
+    model.predict_function = tf.function(lambda data: model(data[0][0], training=False))

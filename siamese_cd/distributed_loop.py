@@ -47,7 +47,7 @@ import keras
 import numpy as np
 
 from siamese_cd import distributed_data as plan
-from siamese_cd.distribute import all_sum, worker_role
+from siamese_cd.distribute import all_sum, predict_locally, worker_role
 from siamese_cd.errors import ConfigError
 from siamese_cd.losses import pending_weight_losses, pos_weight_from_fraction
 from siamese_cd.metrics import ChangeMetrics, scores_from_counts
@@ -237,22 +237,10 @@ def fit_distributed(
         print(f"Resuming from epoch {start + 1}, after the backup in {backup_dir}")
     local = copy.copy(train)
     local.batch_size, local.shuffle = batch // replicas, False
-    callbacks = list(callbacks or [])
-    for callback in callbacks:
-        if hasattr(callback, "attach_to"):
-            callback.attach_to(callbacks)
-    callback_list = keras.callbacks.CallbackList(
-        callbacks,
-        add_history=True,
-        add_progbar=verbose != 0,
-        model=model,
-        verbose=verbose,
-        epochs=epochs,
-        steps=steps,
-    )
+    callback_list = _callback_list(model, callbacks, verbose, epochs, steps)
     step = _train_function(model, strategy)
-    model.stop_training = False
-    completed = False
+    predict_locally(model)
+    model.stop_training, completed, logs = False, False, {}
     try:
         callback_list.on_train_begin()
         for epoch in range(start, epochs):
@@ -262,17 +250,7 @@ def fit_distributed(
             dataset = strategy.distribute_datasets_from_function(
                 lambda context, order=order: _scenes_dataset(local, order)
             )
-            iterator = iter(dataset)
-            for metric in model.metrics:
-                metric.reset_state()
-            callback_list.on_epoch_begin(epoch)
-            logs = {}
-            for index in range(steps):
-                callback_list.on_train_batch_begin(index)
-                logs = {k: float(v) for k, v in step(iterator).items()}
-                callback_list.on_train_batch_end(index, logs)
-                if model.stop_training:
-                    break
+            logs = _epoch(model, step, iter(dataset), steps, epoch, callback_list)
             if validation_data is not None and not model.stop_training:
                 logs.update(_validate(model, validation_data, role, strategy))
             callback_list.on_epoch_end(epoch, logs)
@@ -282,8 +260,41 @@ def fit_distributed(
         callback_list.on_train_end(logs)
         completed = True
     finally:
+        model.predict_function = None
         backup.finish(completed)
     return model.history
+
+
+def _callback_list(model, callbacks, verbose: int, epochs: int, steps: int):
+    """The callbacks as `fit` would run them, with History and the progress bar."""
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if hasattr(callback, "attach_to"):
+            callback.attach_to(callbacks)
+    return keras.callbacks.CallbackList(
+        callbacks,
+        add_history=True,
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps,
+    )
+
+
+def _epoch(model, step, iterator, steps: int, epoch: int, callback_list) -> dict:
+    """Run one epoch's training steps; the last (global) logs."""
+    for metric in model.metrics:
+        metric.reset_state()
+    callback_list.on_epoch_begin(epoch)
+    logs = {}
+    for index in range(steps):
+        callback_list.on_train_batch_begin(index)
+        logs = {k: float(v) for k, v in step(iterator).items()}
+        callback_list.on_train_batch_end(index, logs)
+        if model.stop_training:
+            break
+    return logs
 
 
 def _scenes_dataset(data, order):

@@ -19,7 +19,12 @@ from pathlib import Path
 import keras
 
 from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard
-from siamese_cd.distribute import strategy_for, synchronize_batch_norm, worker_role
+from siamese_cd.distribute import (
+    predict_locally,
+    strategy_for,
+    synchronize_batch_norm,
+    worker_role,
+)
 
 
 def mirrored_model(settings, in_channels: int):
@@ -39,6 +44,7 @@ def mirrored_model(settings, in_channels: int):
     with strategy.scope():
         model = build_model(settings, in_channels)
         synchronize_batch_norm(model)
+    predict_locally(model)
     print(f"MirroredStrategy: {strategy.num_replicas_in_sync} replica(s)")
     return strategy, model
 
