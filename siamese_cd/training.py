@@ -32,6 +32,8 @@ import keras
 
 from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard, write_scores
 from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.distribute import resolve_mode
+from siamese_cd.distributed_training import mirrored_model, train_multi_worker
 from siamese_cd.errors import ConfigError, DatasetError, TrainingError
 from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
@@ -69,6 +71,9 @@ class TrainSettings:
             with the best F1 on the validation split (`siamese_cd.models.threshold`) and save
             it with the model; otherwise the model keeps 0.5.
         seed: seed of weights, shuffling and augmentation.
+        dropout: spatial dropout of the model (0 makes a step deterministic).
+        distribute: ``"auto"``, ``"none"``, ``"mirrored"`` or ``"multi-worker"``
+            (`siamese_cd.distribute`); ``batch_size`` is then the global batch.
         verbose: Keras verbosity; None is one line per epoch when output is not a terminal.
     """
 
@@ -89,6 +94,8 @@ class TrainSettings:
     choose_threshold: bool = False
     seed: int = 0
     verbose: int | None = None
+    dropout: float = 0.2
+    distribute: str = "auto"
 
     @property
     def model_path(self) -> Path:
@@ -180,6 +187,7 @@ def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel
             filters=settings.filters,
             in_channels=in_channels,
             preprocessing=settings.preprocessing,
+            dropout=settings.dropout,
         )
     finally:
         keras.mixed_precision.set_global_policy(policy)
@@ -258,6 +266,8 @@ def train_on_folder(
     ``settings.out`` and scored on the test split. Training is crash-safe: the state after
     every epoch is kept in ``<log_dir>/backup`` until training completes, and running the
     same call again after an interruption resumes from the last finished epoch.
+    ``settings.distribute`` trains on several devices or machines (see
+    `siamese_cd.distributed_training`).
 
     Args:
         data_dir: folder holding ``train/``, ``val/`` and optionally ``test/`` splits.
@@ -278,6 +288,9 @@ def train_on_folder(
     out = settings.model_path
     if out.suffix != ".keras":
         raise DatasetError(f"{out}: the model file must end in .keras")
+    mode = resolve_mode(settings.distribute)
+    if mode == "multi-worker":
+        return train_multi_worker(data_dir, settings)
     verbose = settings.verbose
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -289,7 +302,10 @@ def train_on_folder(
     resuming = settings.backup_dir.is_dir()
     if resuming:
         print(f"Resuming from the last finished epoch saved in {settings.backup_dir}")
-    model = build_model(settings, splits.train.channels)
+    if mode == "mirrored":
+        _, model = mirrored_model(settings, splits.train.channels)
+    else:
+        model = build_model(settings, splits.train.channels)
     out.parent.mkdir(parents=True, exist_ok=True)
     callbacks, checkpoint, nan_guard = build_callbacks(settings, splits.val, resuming)
     history = model.fit(

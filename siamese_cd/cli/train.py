@@ -81,6 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "save it with the model (evaluate and predict use it); default: 0.5",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--dropout", type=float, default=0.2, help="spatial dropout of the model (default 0.2)"
+    )
+    parser.add_argument(
+        "--distribute",
+        choices=("auto", "none", "mirrored", "multi-worker"),
+        default="auto",
+        help="mirrored: every local GPU; multi-worker: the machines TF_CONFIG names (worker 0 "
+        "writes the model and logs); auto (default): multi-worker with TF_CONFIG, mirrored "
+        "with several GPUs, else none. --batch-size is the global batch",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         early_stopping=args.early_stopping,
         choose_threshold=args.choose_threshold,
         seed=args.seed,
+        dropout=args.dropout,
+        distribute=args.distribute,
     )
     train_on_folder(args.data, settings)
     return 0

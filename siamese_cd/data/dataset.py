@@ -483,7 +483,13 @@ class PairedImageDataset(keras.utils.PyDataset):
 
     # -- tf.data ---------------------------------------------------------------------------------
 
-    def as_tf_dataset(self, *, prefetch: bool = True, deterministic: bool | None = None):
+    def as_tf_dataset(
+        self,
+        *,
+        prefetch: bool = True,
+        deterministic: bool | None = None,
+        shard: tuple[int, int] | None = None,
+    ):
         """The same samples as a `tf.data.Dataset`, decoded by TensorFlow in parallel.
 
         Elements are the batches of this dataset, ``((t1, t2), mask)`` or ``((t1, t2),)``,
@@ -504,6 +510,8 @@ class PairedImageDataset(keras.utils.PyDataset):
                 `shuffle`; with `shuffle`, False lets a sample decoded early overtake a slow
                 one, which is faster but makes the order depend on timing too. A sample's
                 crop and augmentation do not depend on it.
+            shard: ``(count, index)`` reads only scenes ``index, index + count, ...``, one
+                worker's share: the others' files are never opened. None reads all.
 
         Example:
             >>> import tempfile
@@ -517,7 +525,17 @@ class PairedImageDataset(keras.utils.PyDataset):
             >>> data = PairedImageDataset(split, batch_size=2)
             >>> [tuple(t1.shape) for (t1, t2), mask in data.as_tf_dataset()]
             [(2, 32, 32, 3), (1, 32, 32, 3)]
+            >>> [len(t1) for (t1, t2), mask in data.as_tf_dataset(shard=(2, 1))]  # scene b
+            [1]
         """
         from siamese_cd.data import tf_pipeline
 
-        return tf_pipeline.build(self, prefetch=prefetch, deterministic=deterministic)
+        scenes = None
+        if shard is not None:
+            count, index = shard
+            if not 0 <= index < count:
+                raise DatasetError(f"shard must be (count, index) with 0 <= index < count: {shard}")
+            scenes = np.arange(len(self.pairs))[index::count]
+        return tf_pipeline.build(
+            self, prefetch=prefetch, deterministic=deterministic, scenes=scenes
+        )

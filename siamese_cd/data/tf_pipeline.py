@@ -264,15 +264,22 @@ def _cached_batches(data, scenes: tf.data.Dataset, dtype: tf.DType, deterministi
     )
 
 
-def build(data, prefetch: bool = True, deterministic: bool | None = None) -> tf.data.Dataset:
-    """Build the pipeline of a `PairedImageDataset`; see `PairedImageDataset.as_tf_dataset`."""
+def build(
+    data, prefetch: bool = True, deterministic: bool | None = None, scenes=None
+) -> tf.data.Dataset:
+    """Build the pipeline of a `PairedImageDataset`; see `PairedImageDataset.as_tf_dataset`.
+
+    `scenes`, scene numbers in order, reads only those scenes (a worker's share; shuffled
+    when `data.shuffle` is on); None reads every scene.
+    """
     if deterministic is None:
         # A shuffled order is random anyway; letting finished samples overtake slow ones is faster.
         deterministic = not data.shuffle
     source: SampleSource = data.source
     dtype = tf.as_dtype(source.dtype)
     labelled = source.labelled
-    count = len(source.pairs)
+    chosen = range(len(source.pairs)) if scenes is None else [int(i) for i in scenes]
+    count = len(chosen)
 
     def pack(t1, t2, mask, *seed):
         if not labelled:
@@ -281,13 +288,12 @@ def build(data, prefetch: bool = True, deterministic: bool | None = None) -> tf.
 
     # Only scene numbers are shuffled; paths are looked up in constant tensors.
     per_scene = source.samples_per_scene
-    scenes = tf.data.Dataset.range(count * per_scene)
-    if per_scene > 1:  # sample k is a crop of scene k // samples_per_scene
-        scenes = scenes.map(lambda k: k // per_scene)
+    # Sample k is a crop of scene chosen[k // samples_per_scene].
+    scenes = tf.data.Dataset.from_tensor_slices(np.repeat(np.asarray(chosen, np.int64), per_scene))
     if data.shuffle:
         scenes = scenes.shuffle(count * per_scene, seed=data.seed, reshuffle_each_iteration=True)
     whole = source.tiles is None and source.crop_size is None and data.augment is None
-    if source.cache is not None and whole and source.cache.uniform_size(range(count)):
+    if source.cache is not None and whole and source.cache.uniform_size(chosen):
         batches = _cached_batches(data, scenes, dtype, deterministic)
         batches = batches.map(pack, num_parallel_calls=AUTOTUNE)
         return batches.prefetch(AUTOTUNE) if prefetch else batches

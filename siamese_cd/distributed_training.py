@@ -1,0 +1,134 @@
+"""`train_on_folder` under a strategy: mirrored over local devices, or over a cluster.
+
+``distribute="mirrored"`` keeps Keras's ``fit`` (it runs under `MirroredStrategy`), with the
+model built in the strategy's scope. ``distribute="multi-worker"`` runs
+`siamese_cd.distributed_loop.fit_distributed` on every worker of the ``TF_CONFIG`` cluster:
+worker 0, the chief, writes the model, the best checkpoint, the logs and the mask panels and
+scores the test split once; the other workers write their copies to temporary folders that
+are removed at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+
+from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard
+from siamese_cd.distribute import (
+    predict_locally,
+    strategy_for,
+    synchronize_batch_norm,
+    worker_role,
+)
+
+
+def mirrored_model(settings, in_channels: int):
+    """``(strategy, model)``: a `MirroredStrategy` and the run's model built in its scope.
+
+    The strategy mirrors over the visible GPUs; without a GPU, over the logical CPU devices
+    (one unless configured with `tf.config.set_logical_device_configuration`).
+    """
+    import tensorflow as tf
+
+    from siamese_cd.training import build_model
+
+    devices = None
+    if not tf.config.list_logical_devices("GPU"):
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    strategy = strategy_for("mirrored", devices)
+    with strategy.scope():
+        model = build_model(settings, in_channels)
+        synchronize_batch_norm(model)
+    predict_locally(model)
+    print(f"MirroredStrategy: {strategy.num_replicas_in_sync} replica(s)")
+    return strategy, model
+
+
+def _callbacks(settings, val, resuming: bool, chief: bool):
+    """The run's callbacks; panels and the HParams session only on the chief."""
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    log_dir = Path(settings.log_dir)
+    checkpoint = BestCheckpoint(settings.model_path, monitor="val_f1", resume=resuming)
+    nan_guard = NaNGuard()
+    callbacks = [checkpoint, keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
+    if chief:
+        callbacks.append(MaskImageLogger(val, log_dir=log_dir, seed=settings.seed))
+        callbacks.append(
+            hparams_api.KerasCallback(str(log_dir), settings.hparams(), trial_id=log_dir.name)
+        )
+    callbacks.append(nan_guard)
+    if settings.early_stopping is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping("val_f1", mode="max", patience=settings.early_stopping)
+        )
+    return callbacks, checkpoint, nan_guard
+
+
+def train_multi_worker(data_dir, settings):
+    """Train on every worker of the ``TF_CONFIG`` cluster; see `train_on_folder`.
+
+    Returns:
+        A `TrainResult`; on workers other than the chief its test scores are None.
+    """
+    from siamese_cd.distributed_loop import fit_distributed
+    from siamese_cd.training import (
+        TrainResult,
+        build_model,
+        load_splits,
+        raise_if_diverged,
+        score_test,
+    )
+
+    # First: the strategy sets up collectives before TensorFlow runs anything else.
+    strategy = strategy_for("multi-worker")
+    role = worker_role(strategy)
+    keras.utils.set_random_seed(settings.seed)
+    scratch = None if role.is_chief else Path(tempfile.mkdtemp(prefix="siamese_cd_worker"))
+    own = settings
+    if scratch is not None:
+        own = dataclasses.replace(settings, log_dir=scratch / "logs", out=scratch / "model.keras")
+    verbose = settings.verbose
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    print(
+        f"Worker {role.index} of {role.workers} ({'chief' if role.is_chief else 'worker'}), "
+        f"{strategy.num_replicas_in_sync} replica(s) in all"
+    )
+    try:
+        splits = load_splits(data_dir, settings)
+        resuming = settings.backup_dir.is_dir()
+        with strategy.scope():
+            model = build_model(settings, splits.train.channels)
+            synchronize_batch_norm(model)
+        own.model_path.parent.mkdir(parents=True, exist_ok=True)
+        callbacks, checkpoint, nan_guard = _callbacks(own, splits.val, resuming, role.is_chief)
+        history = fit_distributed(
+            model,
+            splits.train,
+            splits.val,
+            epochs=settings.epochs,
+            strategy=strategy,
+            callbacks=callbacks,
+            backup_dir=settings.backup_dir,
+            verbose=verbose if role.is_chief else 0,
+        )
+        raise_if_diverged(nan_guard, own)
+        if not role.is_chief:
+            return TrainResult(model, history.history, None)
+        best = keras.saving.load_model(own.model_path)
+        print(
+            f"Best checkpoint (val_f1, epoch {checkpoint.best_epoch + 1}) saved to {own.model_path}"
+        )
+        scores = None
+        if splits.test is not None:
+            scores = score_test(best, splits.test, own.log_dir, checkpoint.best_epoch or 0)
+        return TrainResult(best, history.history, scores)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
