@@ -1,4 +1,4 @@
-"""Train a model on a dataset folder with the published recipe, log it, and score the test split.
+"""Train a model on a dataset folder with the paper's recipe, log it, and score the test split.
 
 The steps are small functions, in order: `load_splits` pairs the files, `build_model` makes
 and compiles the model (the recipe is `SiameseChangeModel.compile`, see
@@ -15,6 +15,7 @@ Example:
     ...                          filters=2, verbose=0)
     >>> result = train_on_folder(data, settings)  # doctest: +ELLIPSIS
     Training on 4 pairs, validating on 2 pairs.
+    Precision: ...
     Best checkpoint (val_f1, epoch 1) saved to .../run/model.keras
     Test split (2 pairs, whole images, threshold 0.5): precision ...
     >>> sorted(result.test_scores)[:3]
