@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from siamese_cd.errors import ConfigError
+from siamese_cd.loss_names import LOSS_NAMES, is_loss_name
 
 _EPSILON = 1e-7
 NORMALIZATIONS = ("pixels", "weights")
@@ -224,11 +225,8 @@ class SumOfLosses(keras.losses.Loss):
         }
 
 
-LOSS_NAMES = {
-    "bce": WeightedBinaryCrossentropy,
-    "dice": DiceLoss,
-    "focal": FocalLoss,
-}
+# One class per name of `siamese_cd.loss_names`.
+LOSS_CLASSES = dict(zip(LOSS_NAMES, (WeightedBinaryCrossentropy, DiceLoss, FocalLoss), strict=True))
 
 
 def pending_weight_losses(loss) -> list[WeightedBinaryCrossentropy]:
@@ -240,11 +238,6 @@ def pending_weight_losses(loss) -> list[WeightedBinaryCrossentropy]:
     """
     parts = loss.losses if isinstance(loss, SumOfLosses) else [loss]
     return [part for part in parts if getattr(part, "auto_pending", False)]
-
-
-def is_loss_name(spec) -> bool:
-    """Whether `spec` is a name `get_loss` understands, such as ``"dice"`` or ``"bce+dice"``."""
-    return isinstance(spec, str) and all(name.strip() in LOSS_NAMES for name in spec.split("+"))
 
 
 def get_loss(spec: str | keras.losses.Loss) -> keras.losses.Loss:
@@ -261,5 +254,5 @@ def get_loss(spec: str | keras.losses.Loss) -> keras.losses.Loss:
         raise ConfigError(
             f"unknown loss {spec!r}: use {', '.join(LOSS_NAMES)} or a sum such as 'bce+dice'"
         )
-    parts = [LOSS_NAMES[name]() for name in names]
+    parts = [LOSS_CLASSES[name]() for name in names]
     return parts[0] if len(parts) == 1 else SumOfLosses(parts, name=spec.replace("+", "_"))

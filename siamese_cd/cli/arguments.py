@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from siamese_cd.loss_names import loss_name_arg as loss_name  # noqa: F401 - shared by commands
 from siamese_cd.precision import add_precision_argument  # noqa: F401 - shared by commands
 
 
@@ -72,18 +73,3 @@ def bands_arg(text: str) -> list[int]:
     if any(b < 1 for b in bands):
         raise argparse.ArgumentTypeError(f"bands are counted from 1: {text!r}")
     return bands
-
-
-def loss_name(text: str) -> str:
-    """A loss name of `siamese_cd.losses`, or a sum of them such as ``bce+dice``.
-
-    The names live in `siamese_cd.losses`, which imports Keras, so this check does too; it
-    runs only for the ``train`` command.
-    """
-    from siamese_cd.losses import LOSS_NAMES, is_loss_name
-
-    if not is_loss_name(text):
-        raise argparse.ArgumentTypeError(
-            f"unknown loss {text!r}: use {', '.join(LOSS_NAMES)} or a sum such as bce+dice"
-        )
-    return text

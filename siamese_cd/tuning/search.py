@@ -29,7 +29,8 @@ import keras_tuner as kt
 
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
-from siamese_cd.losses import LOSS_NAMES, is_loss_name, pos_weight_from_fraction
+from siamese_cd.loss_names import loss_name_arg
+from siamese_cd.losses import pos_weight_from_fraction
 from siamese_cd.models.siamese import VARIANTS
 from siamese_cd.precision import add_precision_argument, choose_precision
 from siamese_cd.tuning.devices import configure_devices, distributed_role
@@ -47,14 +48,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def _loss_name(text: str) -> str:
-    if not is_loss_name(text):
-        raise argparse.ArgumentTypeError(
-            f"unknown loss {text!r}: use {', '.join(LOSS_NAMES)} or a sum such as bce+dice"
-        )
-    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,7 +140,7 @@ def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
         "--learning-rate", nargs="+", type=float, metavar="F", help="log scale (default 1e-4 1e-2)"
     )
     space.add_argument(
-        "--loss", nargs="+", type=_loss_name, metavar="NAME", help="default bce bce+dice"
+        "--loss", nargs="+", type=loss_name_arg, metavar="NAME", help="default bce bce+dice"
     )
 
 
