@@ -668,3 +668,18 @@ def test_distributed_search_with_a_chief_and_two_workers(synthetic, tmp_path):
     assert "Top 4 of 4 completed trials by val_f1" in logs_text["chief"]
     assert "Devices: chief" in logs_text["chief"]
     assert (logs / "dist" / "best_model.keras").is_file()
+
+
+def test_tune_distribute_option_sets_each_trials_strategy():
+    from siamese_cd.tuning.search import build_parser, trial_strategy
+
+    args = build_parser().parse_args(["--data", "d", "--distribute", "mirrored"])
+    assert args.distribute == "mirrored"
+    assert build_parser().parse_args(["--data", "d"]).distribute == "auto"
+    gpus = object()  # what configure_devices returns for several GPUs
+    assert trial_strategy("auto", gpus) is gpus and trial_strategy("auto", None) is None
+    assert trial_strategy("none", gpus) is None
+    mirrored = trial_strategy("mirrored", None)
+    assert type(mirrored).__name__ == "MirroredStrategy" and mirrored.num_replicas_in_sync >= 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--data", "d", "--distribute", "multi-worker"])

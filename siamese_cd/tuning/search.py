@@ -99,6 +99,14 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpus", type=int, help="GPUs to use (default all; 0 = CPU); >1 trains each trial on all"
     )
     parser.add_argument(
+        "--distribute",
+        choices=("auto", "none", "mirrored"),
+        default="auto",
+        help="each trial's strategy: auto = mirrored over the GPUs used when there are several; "
+        "none = one device; mirrored = always (trials across machines: the chief/worker "
+        "search, KERASTUNER_* variables)",
+    )
+    parser.add_argument(
         "--max-model-size", type=_positive_int, help="skip models with more trainable params"
     )
     parser.add_argument("--top", type=_positive_int, default=5, help="trials in the summary")
@@ -153,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(parser)
     return parser
+
+
+def trial_strategy(mode: str, gpu_strategy):
+    """The strategy every trial trains under: ``--distribute`` applied to what
+    `configure_devices` found (a `MirroredStrategy` over several GPUs, or None).
+
+    Example:
+        >>> trial_strategy("none", object()) is None
+        True
+    """
+    if mode == "none":
+        return None
+    if mode == "mirrored" and gpu_strategy is None:
+        from siamese_cd.distribute import strategy_for
+
+        strategy = strategy_for("mirrored")
+        print(f"MirroredStrategy: every trial trains on {strategy.num_replicas_in_sync} replica(s)")
+        return strategy
+    return gpu_strategy
 
 
 def _precision(name: str) -> str:
@@ -319,7 +346,7 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     project_dir = Path(args.directory) / args.project_name
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
-    strategy = configure_devices(args.gpus, chief=role == "chief")
+    strategy = trial_strategy(args.distribute, configure_devices(args.gpus, chief=role == "chief"))
     print(f"Precision: {_precision(args.precision)} ({_precision_reason(args.precision)})")
     print(f"Data: {len(train.pairs)} training pairs, {len(val.pairs)} validation pairs")
     hypermodel = _measure(args, train)
