@@ -163,8 +163,8 @@ def patches_per_scene(sizes: np.ndarray, patch: int) -> int:
     """Patches per scene and epoch: as many as a stride of half a patch cuts, on average.
 
     Example:
-        >>> patches_per_scene(np.array([[480, 480], [240, 480]]), 96)
-        60
+        >>> patches_per_scene(np.array([[480, 480], [240, 480]]), 96)  # (9 * 9 + 4 * 9) / 2
+        58
     """
     stride = max(1, patch // 2)
     counts = [

@@ -12,6 +12,7 @@ Szada and Tiszadob scenes. ``Archieve`` belongs to neither split.
 
 Example:
     >>> import tempfile
+    >>> import numpy as np
     >>> from PIL import Image
     >>> root = Path(tempfile.mkdtemp())
     >>> for scene in ("Szada/1", "Szada/2", "Tiszadob/3"):
