@@ -23,3 +23,8 @@ class ConfigError(SiameseCDError, ValueError):
 
 class TrainingError(SiameseCDError, RuntimeError):
     """Training could not go on, e.g. the loss became NaN; the message says what to change."""
+
+
+class FileWriteError(SiameseCDError, OSError):
+    """A file could not be written (e.g. no space left on the device); the message names the
+    file and the cause, and the previous version of the file is unchanged."""

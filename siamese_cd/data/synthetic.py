@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from siamese_cd.atomic import write_text
 from siamese_cd.data.synthetic_files import (
     SCENE_STEP,
     SPLITS,
@@ -492,7 +493,5 @@ def make_synthetic_dataset(
         "counts": counts,
         "changed_fraction": fractions,
     }
-    temporary = manifest_path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(temporary, manifest_path)
+    write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return out

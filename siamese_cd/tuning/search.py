@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
+from siamese_cd.atomic import write_text
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
 from siamese_cd.losses import LOSS_NAMES, is_loss_name, pos_weight_from_fraction
@@ -347,7 +348,7 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
         distribution_strategy=strategy,
     )
     if role != "worker":
-        (project_dir / SETTINGS_NAME).write_text(json.dumps(settings, indent=2) + "\n")
+        write_text(project_dir / SETTINGS_NAME, json.dumps(settings, indent=2) + "\n")
         _print_start(tuner, hypermodel, project_dir)
     # Keras Tuner gives this callback a run per trial and adds tensorboard's HParams
     # KerasCallback beside it; the hypermodel adds the mask images.
