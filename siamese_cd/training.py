@@ -35,6 +35,7 @@ from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, TrainingError
 from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
+from siamese_cd.resume import TrainingBackup
 
 # The settings recorded as the run's hyperparameters in TensorBoard's HParams dashboard.
 HPARAM_NAMES = ("variant", "depth", "filters", "preprocessing", "loss", "lr", "batch_size")
@@ -182,30 +183,35 @@ def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel
 
 def build_callbacks(
     settings: TrainSettings, val: PairedImageDataset, resuming: bool
-) -> tuple[list[keras.callbacks.Callback], BestCheckpoint, NaNGuard]:
-    """The run's callbacks, and the checkpoint and NaN guard among them."""
+) -> tuple[list[keras.callbacks.Callback], BestCheckpoint, NaNGuard, TrainingBackup]:
+    """The run's callbacks, and the checkpoint, NaN guard and backup among them."""
     from tensorboard.plugins.hparams import api as hparams_api
 
     log_dir = Path(settings.log_dir)
     checkpoint = BestCheckpoint(settings.model_path, monitor="val_f1", resume=resuming)
     nan_guard = NaNGuard()
+    stopper = None
+    if settings.early_stopping is not None:
+        stopper = keras.callbacks.EarlyStopping(
+            "val_f1", mode="max", patience=settings.early_stopping
+        )
+    backup = TrainingBackup(
+        settings.backup_dir, seed=settings.seed, checkpoint=checkpoint, early_stopping=stopper
+    )
     callbacks = [
-        # Before the backup, so a kill between the two never leaves the best record behind
-        # an epoch the backup already counts as finished.
         checkpoint,
-        keras.callbacks.BackupAndRestore(str(settings.backup_dir), double_checkpoint=True),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
         MaskImageLogger(val, log_dir=log_dir, seed=settings.seed),
         # The session is written to the run folder itself, whose train, validation and test
         # runs hold the metrics, so plain runs compare in the dashboard like tuner trials.
         hparams_api.KerasCallback(str(log_dir), settings.hparams(), trial_id=log_dir.name),
         nan_guard,
+        *([stopper] if stopper is not None else []),
+        # Last: it saves what the others hold once they are done with the epoch, and
+        # restores their state after they reset it at the start of training.
+        backup,
     ]
-    if settings.early_stopping is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping("val_f1", mode="max", patience=settings.early_stopping)
-        )
-    return callbacks, checkpoint, nan_guard
+    return callbacks, checkpoint, nan_guard, backup
 
 
 def raise_if_diverged(nan_guard: NaNGuard, settings: TrainSettings) -> None:
@@ -284,15 +290,23 @@ def train_on_folder(
         print(f"Resuming from the last finished epoch saved in {settings.backup_dir}")
     model = build_model(settings, splits.train.channels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    callbacks, checkpoint, nan_guard = build_callbacks(settings, splits.val, resuming)
-    history = model.fit(
-        splits.train,
-        validation_data=splits.val,
-        epochs=settings.epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    raise_if_diverged(nan_guard, settings)
+    callbacks, checkpoint, nan_guard, backup = build_callbacks(settings, splits.val, resuming)
+    backup.restore_data([splits.train])
+    try:
+        history = model.fit(
+            splits.train,
+            validation_data=splits.val,
+            epochs=settings.epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            # The dataset shuffles its samples from its seed and generation, which a resumed
+            # run restores; Keras's own batch shuffle draws from Python's global generator.
+            shuffle=False,
+        )
+    except TrainingError:
+        raise_if_diverged(nan_guard, settings)
+        raise
+    shutil.rmtree(settings.backup_dir, ignore_errors=True)
     best = keras.saving.load_model(out)
     print(f"Best checkpoint (val_f1, epoch {checkpoint.best_epoch + 1}) saved to {out}")
     test_scores = None
