@@ -17,6 +17,10 @@ class ImageReadError(DatasetError):
     """An image file cannot be decoded, or its shape does not fit with its pair."""
 
 
+class NonFiniteError(ImageReadError):
+    """An image holds NaN or infinite pixel values; the message names the file."""
+
+
 class ConfigError(SiameseCDError, ValueError):
     """A model, loss or training option is out of range."""
 

@@ -63,6 +63,8 @@ class TrainSettings:
         mixed_precision: compute in float16 with float32 weights and head (fast on GPUs).
         early_stopping: stop after this many epochs without a better ``val_f1``; None never.
         seed: seed of weights, shuffling and augmentation.
+        label_threshold: mask values at or above it are change.
+        on_missing: ``"error"`` or ``"skip"`` files without their counterparts.
         verbose: Keras verbosity; None is one line per epoch when output is not a terminal.
     """
 
@@ -82,6 +84,8 @@ class TrainSettings:
     early_stopping: int | None = None
     seed: int = 0
     verbose: int | None = None
+    label_threshold: int = 128
+    on_missing: str = "error"
 
     @property
     def model_path(self) -> Path:
@@ -149,16 +153,21 @@ def load_splits(data_dir: str | Path, settings: TrainSettings) -> Splits:
     data_dir = Path(data_dir)
     train_dir, val_dir = split_folder(data_dir, "train"), split_folder(data_dir, "val")
     test_dir = split_folder(data_dir, "test", required=False)
+    reading = dict(
+        batch_size=settings.batch_size,
+        label_threshold=settings.label_threshold,
+        on_missing=settings.on_missing,
+    )
     train = PairedImageDataset(
         train_dir,
-        batch_size=settings.batch_size,
         augment=settings.augment,
         shuffle=True,
         seed=settings.seed,
         crop_size=settings.crop_size,
+        **reading,
     )
-    val = PairedImageDataset(val_dir, batch_size=settings.batch_size)
-    test = PairedImageDataset(test_dir, batch_size=settings.batch_size) if test_dir else None
+    val = PairedImageDataset(val_dir, **reading)
+    test = PairedImageDataset(test_dir, **reading) if test_dir else None
     return Splits(train, val, test)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from siamese_cd.cli.arguments import filters_arg, loss_name, positive_int
+from siamese_cd.cli.arguments import add_data_options, filters_arg, loss_name, positive_int
 
 HELP = "train a model on DATA/train, validate on DATA/val, score DATA/test"
 DESCRIPTION = (
@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after this many epochs without a better val_f1 (default: never)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_data_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         early_stopping=args.early_stopping,
         seed=args.seed,
+        label_threshold=args.label_threshold,
+        on_missing=args.on_missing,
     )
     train_on_folder(args.data, settings)
     return 0

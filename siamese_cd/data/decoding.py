@@ -34,7 +34,7 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from siamese_cd.errors import DatasetError, ImageReadError
+from siamese_cd.errors import DatasetError, ImageReadError, NonFiniteError
 
 # (top, left, height, width) of a rectangle of pixels.
 Window = tuple[int, int, int, int]
@@ -45,6 +45,8 @@ RASTERIO_EXTENSIONS = frozenset({".tif", ".tiff"})
 # taken for a 0/1 mask (a noisy 0/255 mask of an unchanged scene can hold only 0s and 1s).
 LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 DEFAULT_LABEL_THRESHOLD = 128
+# Values of a JPEG mask up to this are compression noise around 0, not a marking.
+LOSSY_NOISE = 64
 GEO_INSTALL_HINT = "pip install 'siamese_cd[geo]' (or: pip install rasterio)"
 
 _warned_alpha: set[str] = set()
@@ -224,7 +226,7 @@ def _pillow_array(image: Image.Image, path: Path) -> np.ndarray:
 def _file_image(path: Path, bands, grayscale: str, data: bytes | None = None) -> np.ndarray:
     array = _decoded(path, data)
     if isinstance(array, Image.Image):
-        array = _pillow_array(array, path)
+        array = check_finite(_pillow_array(array, path), path)
     if bands is not None:
         return _select(array, bands, path)
     if array.shape[-1] in (2, 4):
@@ -307,8 +309,23 @@ def read_image(
         array = _rasterio_read(path, bands, window, drop_alpha=True)
         if bands is None and array.shape[-1] == 1 and grayscale == "expand":
             array = np.repeat(array, 3, axis=-1)
-        return array
+        return check_finite(array, path)
     return _cut(_file_image(path, bands, grayscale), window, path)
+
+
+def check_finite(array: np.ndarray, path: str | Path) -> np.ndarray:
+    """`array`, if it holds no NaN or infinite value (only float pixels can).
+
+    Raises:
+        ImageReadError: naming the file and how many pixels are not finite.
+    """
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        raise NonFiniteError(
+            f"{path}: {nan} NaN and {inf} infinite pixel value(s); a model cannot learn from "
+            "them. Fill them (e.g. with the band's mean, or 0) or crop them out"
+        )
+    return array
 
 
 def decode_into(
@@ -410,7 +427,44 @@ def read_label(
         ImageReadError: if the file cannot be decoded.
     """
     path = Path(path)
-    return binarize_label(read_label_values(path, window=window), threshold, is_lossy(path))
+    values = read_label_values(path, window=window)
+    mask = binarize_label(values, threshold, is_lossy(path))
+    if window is None:
+        warn_if_below_threshold(path, values, mask, threshold)
+    return mask
+
+
+def below_threshold(
+    values: np.ndarray, mask: np.ndarray, threshold: int, lossy: bool = False
+) -> str | None:
+    """The problem of a mask whose non-zero values never reach `threshold`, or None.
+
+    Such a mask reads as "no change" everywhere, which is rarely what its author meant
+    (e.g. a mask of 0 and 7). `siamese-cd check` reports it, and reading it warns once. In a
+    lossy (JPEG) mask, values up to `LOSSY_NOISE` are compression noise around 0.
+    """
+    if mask.any() or values.dtype == bool or values.max(initial=0) <= (LOSSY_NOISE if lossy else 0):
+        return None
+    present = np.unique(values[values != 0])
+    shown = ", ".join(str(v) for v in present[:8]) + (", ..." if len(present) > 8 else "")
+    return (
+        f"non-zero values {{{shown}}} all below the label threshold {threshold}, so the mask "
+        "reads as no change everywhere; lower the threshold (label_threshold= in Python, "
+        "--label-threshold on the command line) if these values mark change"
+    )
+
+
+_warned_threshold: set[str] = set()
+
+
+def warn_if_below_threshold(path: Path, values: np.ndarray, mask: np.ndarray, threshold) -> None:
+    """Warn once per file about a mask whose non-zero values never reach `threshold`."""
+    if str(path) in _warned_threshold:
+        return
+    problem = below_threshold(values, mask, threshold, is_lossy(path))
+    if problem is not None:
+        _warned_threshold.add(str(path))
+        warnings.warn(f"{path}: {problem}", stacklevel=3)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -28,6 +28,7 @@ import keras
 import keras_tuner as kt
 
 from siamese_cd.atomic import write_text
+from siamese_cd.cli.arguments import add_data_options
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
 from siamese_cd.losses import LOSS_NAMES, is_loss_name, pos_weight_from_fraction
@@ -102,6 +103,7 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute")
     parser.add_argument("--seed", type=int, default=0, help="default 0")
+    add_data_options(parser)
     parser.add_argument(
         "--gpus", type=int, help="GPUs to use (default all; 0 = CPU); >1 trains each trial on all"
     )
@@ -216,7 +218,11 @@ def _split_folder(data: Path, split: str) -> Path:
 
 
 def load_datasets(
-    data: str | os.PathLike, batch_size: int, crop_size: int | None = None, seed: int = 0
+    data: str | os.PathLike,
+    batch_size: int,
+    crop_size: int | None = None,
+    seed: int = 0,
+    **reading,
 ) -> tuple[PairedImageDataset, PairedImageDataset]:
     """Training (shuffled, augmented, optionally cropped) and validation splits of `data`.
 
@@ -235,10 +241,11 @@ def load_datasets(
         if "crop_size" not in inspect.signature(PairedImageDataset).parameters:
             raise ConfigError("--crop-size needs a PairedImageDataset with crop_size=")
         extra["crop_size"] = crop_size
+    # `reading`: label_threshold= and on_missing=, as PairedImageDataset takes them.
     train = PairedImageDataset(
-        train_dir, batch_size=batch_size, augment=True, shuffle=True, seed=seed, **extra
+        train_dir, batch_size=batch_size, augment=True, shuffle=True, seed=seed, **extra, **reading
     )
-    val = PairedImageDataset(val_dir, batch_size=batch_size)
+    val = PairedImageDataset(val_dir, batch_size=batch_size, **reading)
     return train, val
 
 
@@ -313,7 +320,14 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     # Arguments and data are checked first: mistakes surface before TensorFlow starts.
     role = distributed_role()
     hypermodel_from_args(args)
-    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed)
+    train, val = load_datasets(
+        args.data,
+        args.batch_size,
+        args.crop_size,
+        args.seed,
+        label_threshold=getattr(args, "label_threshold", 128),
+        on_missing=getattr(args, "on_missing", "error"),
+    )
     project_dir = Path(args.directory) / args.project_name
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
