@@ -1,12 +1,15 @@
-"""Training and inference speed of SiameseChangeModel on CPU, against built-in `fit`.
+"""Training and inference speed of SiameseChangeModel per precision, and the machine's peak.
 
     .venv/bin/python benchmarks/train_step.py [--size 256] [--batch-size 16] [--steps 8]
 
-The same network is timed twice in one run: as `SiameseChangeModel`, whose own train step
-adds the change metrics and the replica-aware loss, and as a plain functional `keras.Model`
-over the same layers, compiled with the same loss and metrics and trained by the built-in
-step. Batches come from memory, so only the model is measured. FLOPs are counted from the
-convolutions (multiply-adds x 2); a training step costs about 3x the forward pass.
+In one run: the machine's measured peak (a large matmul in float32 and in bfloat16); then
+`SiameseChangeModel` trained and run for inference in float32 and under mixed bfloat16
+(`--precision bfloat16`), and, in float32, a plain functional `keras.Model` over the same
+layers trained by Keras's built-in step, so the cost of the model's own train step shows.
+Batches come from memory, so only the model is measured; inference takes uint8 pixels, as
+`predict` feeds them. FLOPs are counted from the convolutions (multiply-adds x 2); a training
+step costs about 3x the forward pass. "of peak" divides a model's GFLOP/s by the matmul peak
+of its compute precision.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from siamese_cd import ChangeMetrics, SiameseChangeModel, WeightedBinaryCrossentropy  # noqa: E402
+from siamese_cd.precision import POLICIES, cpu_flags  # noqa: E402
 
 NAMES = {"diff": "FC-Siam-diff", "conc": "FC-Siam-conc", "ef": "FC-EF"}
 
@@ -36,8 +40,8 @@ def conv_flops_per_pair(model: SiameseChangeModel, height: int, width: int) -> i
     """
     flops = 0
     runs = 1 if model.variant == "ef" else 2
-    layers = [(layer, runs) for layer in model.get_layer("encoder").layers]
-    layers += [(layer, 1) for layer in model.layers]
+    layers = [(layer, runs) for layer in model.backbone.get_layer("encoder").layers]
+    layers += [(layer, 1) for layer in model.backbone.layers]
     for layer, times in layers:
         if not isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose):
             continue
@@ -74,6 +78,30 @@ def infer_rate(model: keras.Model, inputs, repeats: int) -> float:
     return repeats * len(inputs[0]) / (time.perf_counter() - start)
 
 
+def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a square matmul in `dtype`: the most this machine computes in it."""
+    a = tf.random.uniform((size, size), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    step = tf.function(lambda x: tf.linalg.matmul(x, x))
+    step(a).numpy()  # trace, warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = step(a)
+    result.numpy()
+    return repeats * 2 * size**3 / (time.perf_counter() - start) / 1e9
+
+
+def build(variant: str, precision: str) -> SiameseChangeModel:
+    keras.mixed_precision.set_global_policy(POLICIES[precision])
+    try:
+        keras.utils.set_random_seed(0)
+        model = SiameseChangeModel(variant=variant, preprocessing="unit")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=4.0))
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=sorted(NAMES), default="diff")
@@ -86,45 +114,60 @@ def main() -> None:
     rng = np.random.default_rng(0)
     shape = (args.batch_size, args.size, args.size, 3)
     t1, t2 = rng.random(shape, np.float32), rng.random(shape, np.float32)
+    pixels = tuple((x * 255).astype(np.uint8) for x in (t1, t2))
     mask = (rng.random(shape[:-1] + (1,)) > 0.8).astype(np.float32)
     batches = tf.data.Dataset.from_tensors(((t1, t2), mask)).repeat(args.steps)
     pairs = args.steps * args.batch_size
 
-    keras.utils.set_random_seed(0)
-    ours = SiameseChangeModel(variant=args.variant)
-    ours.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=4.0))
-    plain = keras.Model(ours.inputs, ours.outputs, name="plain_functional")
+    peaks = {name: matmul_peak(name) for name in ("float32", "bfloat16")}
+    models = {name: build(args.variant, name) for name in ("float32", "bfloat16")}
+    plain = keras.Model(models["float32"].inputs, models["float32"].outputs, name="plain")
     plain.compile(
         optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=4.0), metrics=[ChangeMetrics()]
     )
-
-    results = {"ours": [], "plain": []}
+    runs = {"float32": models["float32"], "bfloat16": models["bfloat16"], "plain": plain}
+    rates = {key: [] for key in runs}
     for _ in range(args.rounds):
-        for key, model in (("ours", ours), ("plain", plain)):
-            results[key].append(train_rate(model, batches, pairs))
-    train = {key: max(rates) for key, rates in results.items()}
+        for key, model in runs.items():
+            rates[key].append(train_rate(model, batches, pairs))
+    train = {key: max(values) for key, values in rates.items()}
     infer = {
-        key: infer_rate(m, (t1, t2), args.steps) for key, m in (("ours", ours), ("plain", plain))
+        key: infer_rate(model, pixels if key != "plain" else (t1, t2), args.steps)
+        for key, model in runs.items()
     }
-    flops = conv_flops_per_pair(ours, args.size, args.size)
+    flops = conv_flops_per_pair(models["float32"], args.size, args.size)
 
     cpu = platform.processor() or platform.machine()
+    bf16 = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"}) or ["no bfloat16 instructions"]
     print(
         f"{NAMES[args.variant]}, {args.size}x{args.size}, batch {args.batch_size}, "
-        f"{args.steps} steps x best of {args.rounds}; CPU {cpu}, {os.cpu_count()} cores; "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+        f"{args.steps} steps x best of {args.rounds}; CPU {cpu} ({', '.join(bf16)}), "
+        f"{os.cpu_count()} cores; TensorFlow {tf.__version__}, Keras {keras.__version__}"
     )
     gflop = flops / 1e9
     print(f"forward FLOPs per pair: {gflop:.2f} GFLOP (training step ~3x: {3 * gflop:.2f})")
-    print()
-    print(f"{'':34} {'train pairs/s':>14} {'infer pairs/s':>14} {'train GFLOP/s':>14}")
-    labels = {"ours": "SiameseChangeModel (own step)", "plain": "plain functional, built-in fit"}
+    print(
+        f"matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, "
+        f"bfloat16 {peaks['bfloat16']:.0f} GFLOP/s\n"
+    )
+    print("| run | train pairs/s | infer pairs/s | train GFLOP/s | of peak | infer GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    labels = {
+        "float32": "SiameseChangeModel, float32",
+        "bfloat16": "SiameseChangeModel, mixed bfloat16",
+        "plain": "plain functional, built-in fit, float32",
+    }
     for key, label in labels.items():
+        train_flops = train[key] * 3 * flops / 1e9
+        peak = peaks["bfloat16" if key == "bfloat16" else "float32"]
         print(
-            f"{label:34} {train[key]:14.2f} {infer[key]:14.2f} {train[key] * 3 * flops / 1e9:14.1f}"
+            f"| {label} | {train[key]:.2f} | {infer[key]:.2f} | {train_flops:.1f} | "
+            f"{train_flops / peak:.0%} | {infer[key] * flops / 1e9:.1f} |"
         )
-    overhead = train["plain"] / train["ours"] - 1
-    print(f"\nown train step costs {overhead * 100:+.1f}% time per pair over built-in fit")
+    speed = train["bfloat16"] / train["float32"], infer["bfloat16"] / infer["float32"]
+    print(f"\nbfloat16 / float32: training {speed[0]:.2f}x, inference {speed[1]:.2f}x")
+    overhead = train["plain"] / train["float32"] - 1
+    print(f"own train step costs {overhead * 100:+.1f}% time per pair over built-in fit")
 
 
 if __name__ == "__main__":

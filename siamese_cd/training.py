@@ -35,6 +35,7 @@ from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, TrainingError
 from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
+from siamese_cd.precision import set_precision
 from siamese_cd.resume import TrainingBackup
 
 # The settings recorded as the run's hyperparameters in TensorBoard's HParams dashboard.
@@ -60,7 +61,9 @@ class TrainSettings:
         augment: random flips and rotations of training samples.
         crop_size: train on one random crop of this side per scene and epoch (large
             scenes); validation and test use whole images.
-        mixed_precision: compute in float16 with float32 weights and head (fast on GPUs).
+        precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``
+            (`siamese_cd.precision.set_precision`); the mixed ones keep float32 weights,
+            preprocessing, head, loss and metrics.
         early_stopping: stop after this many epochs without a better ``val_f1``; None never.
         seed: seed of weights, shuffling and augmentation.
         label_threshold: mask values at or above it are change.
@@ -80,7 +83,7 @@ class TrainSettings:
     learning_rate: float | None = None
     augment: bool = True
     crop_size: int | None = None
-    mixed_precision: bool = False
+    precision: str = "auto"
     early_stopping: int | None = None
     seed: int = 0
     verbose: int | None = None
@@ -172,10 +175,9 @@ def load_splits(data_dir: str | Path, settings: TrainSettings) -> Splits:
 
 
 def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel:
-    """A model compiled with the recipe, under mixed precision if asked for."""
+    """A model compiled with the recipe, in the precision asked for."""
     policy = keras.mixed_precision.global_policy()
-    if settings.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    set_precision(settings.precision)
     try:
         model = SiameseChangeModel(
             variant=settings.variant,

@@ -26,11 +26,15 @@ def test_train_flags_parse():
     assert args.variant == "conc" and args.depth == 3
     assert args.filters == [8, 16, 24]
     assert args.loss == "bce+dice" and args.lr == pytest.approx(2e-4)
-    assert args.mixed_precision and args.early_stopping == 5 and args.crop_size == 128
+    assert args.precision == "float16"  # --mixed-precision, the old spelling
+    assert args.early_stopping == 5 and args.crop_size == 128
     assert args.preprocessing == "standardize"
     defaults = parse(["train", "d"])
     assert defaults.filters == 16 and defaults.loss == "bce" and defaults.early_stopping is None
-    assert not defaults.mixed_precision and defaults.epochs == 50
+    assert defaults.precision == "auto" and defaults.epochs == 50
+    assert parse(["train", "d", "--precision", "bfloat16"]).precision == "bfloat16"
+    for command in (["evaluate", "m", "d"], ["predict", "m", "a", "b", "-o", "x.png"]):
+        assert parse([*command, "--precision", "float32"]).precision == "float32"
     assert defaults.lr is None  # the recipe's own learning rate
     assert defaults.preprocessing == "auto" and not defaults.verbose
 

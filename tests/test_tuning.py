@@ -236,8 +236,8 @@ def test_a_measured_preprocessing_config_goes_into_every_model(splits):
         ChangeHyperModel(preprocessing="divide")
 
 
-def test_mixed_precision_survives_clear_session():
-    hypermodel = ChangeHyperModel(depth=2, filters=2, mixed_precision=True)
+def test_precision_survives_clear_session():
+    hypermodel = ChangeHyperModel(depth=2, filters=2, precision="float16")
     keras.backend.clear_session()  # what the tuner does before every trial
     _, model = declared(hypermodel, {"variant": "diff"})
     assert model.dtype_policy.name == "mixed_float16"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 
+from siamese_cd.precision import add_precision_argument  # noqa: F401 - shared by commands
+
 
 def positive_int(text: str) -> int:
     """An integer of at least 1."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from siamese_cd.cli.arguments import add_data_options, output_file, positive_int, probability
+from siamese_cd.cli.arguments import (
+    add_data_options,
+    add_precision_argument,
+    output_file,
+    positive_int,
+    probability,
+)
 
 HELP = "score a model on a labelled split"
 DESCRIPTION = (
@@ -30,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=probability, default=None, help="default: the model's (0.5)"
     )
+    add_precision_argument(parser)
     parser.add_argument("--batch-size", type=positive_int, default=16, help="default 16")
     parser.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
     parser.add_argument("--per-image", metavar="CSV", help="write per-image scores as CSV")
@@ -63,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         on_missing=args.on_missing,
         progress=progress,
     )
+    from siamese_cd.precision import set_precision
+
+    set_precision(args.precision)
     model = load_change_model(args.model)
     result = evaluate(model, dataset, args.threshold, split=str(split), progress=progress)
     print(result.format())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from siamese_cd.cli.arguments import (
+    add_precision_argument,
     bands_arg,
     non_negative_int,
     output_file,
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bands", type=bands_arg, default=None, help="bands to read, from 1: e.g. 4,3,2"
     )
+    add_precision_argument(parser)
     parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch")
 
 
@@ -59,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         out = output_file(args.out, OUTPUT_SUFFIXES, "change maps")
         if args.probabilities and out.suffix.lower() == ".png":
             raise ConfigError(f"{out}: probabilities are floats; write them as .tif or .npy")
+    from siamese_cd.precision import set_precision
+
+    set_precision(args.precision)
     model = load_change_model(args.model)
     options = dict(
         tile_size=args.tile_size,

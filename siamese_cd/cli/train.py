@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from siamese_cd.cli.arguments import add_data_options, filters_arg, loss_name, positive_int
+from siamese_cd.cli.arguments import (
+    add_data_options,
+    add_precision_argument,
+    filters_arg,
+    loss_name,
+    positive_int,
+)
 
 HELP = "train a model on DATA/train, validate on DATA/val, score DATA/test"
 DESCRIPTION = (
-    "Train with the published recipe (SiameseChangeModel.compile(): Adam with weight decay, "
+    "Train with the paper's recipe (SiameseChangeModel.compile(): Adam with weight decay, "
     "a learning rate decayed every epoch, class-weighted cross-entropy) with flips and "
     "rotations. Pixels are read as stored and scaled inside the model (--preprocessing). "
     "Keeps the checkpoint with the best val_f1 and scores it on DATA/test when that split "
@@ -62,11 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="train on one random crop of this side per scene and epoch (large scenes)",
     )
-    parser.add_argument(
-        "--mixed-precision",
-        action="store_true",
-        help="float16 compute with float32 weights (fast on recent GPUs, slow on CPUs)",
-    )
+    add_precision_argument(parser)
     parser.add_argument(
         "--early-stopping",
         type=positive_int,
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         augment=not args.no_augment,
         crop_size=args.crop_size,
-        mixed_precision=args.mixed_precision,
+        precision=args.precision,
         early_stopping=args.early_stopping,
         seed=args.seed,
         label_threshold=args.label_threshold,

@@ -33,7 +33,8 @@ from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
 from siamese_cd.losses import LOSS_NAMES, is_loss_name, pos_weight_from_fraction
 from siamese_cd.models.siamese import VARIANTS
-from siamese_cd.tuning.devices import configure_devices, distributed_role, gpus_in_use
+from siamese_cd.precision import add_precision_argument, choose_precision
+from siamese_cd.tuning.devices import configure_devices, distributed_role
 from siamese_cd.tuning.results import TrialSummary, export_best, format_table, summarize_trials
 from siamese_cd.tuning.space import PREPROCESSING_MODES, ChangeHyperModel
 from siamese_cd.tuning.tuners import TUNERS, make_tuner
@@ -101,7 +102,7 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="delete the project and start afresh"
     )
-    parser.add_argument("--mixed-precision", action="store_true", help="float16 compute")
+    add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="default 0")
     add_data_options(parser)
     parser.add_argument(
@@ -164,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _precision(name: str) -> str:
+    """``--precision`` made concrete: "auto" chosen for this machine's hardware."""
+    return choose_precision()[0] if name == "auto" else name
+
+
+def _precision_reason(name: str) -> str:
+    return choose_precision()[1] if name == "auto" else "as asked"
+
+
 def hypermodel_from_args(
     args: argparse.Namespace,
     *,
@@ -204,7 +214,7 @@ def hypermodel_from_args(
         width_mode=args.width_mode.replace("-", "_"),
         preprocessing=args.preprocessing if preprocessing is None else preprocessing,
         in_channels=in_channels,
-        mixed_precision=args.mixed_precision,
+        precision=_precision(args.precision),
         pos_weight=pos_weight,
         image_samples=args.image_samples,
         seed=args.seed,
@@ -332,8 +342,7 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
     strategy = configure_devices(args.gpus, chief=role == "chief")
-    if args.mixed_precision and strategy is None and not gpus_in_use():
-        print("Note: --mixed-precision on a CPU computes more slowly than float32")
+    print(f"Precision: {_precision(args.precision)} ({_precision_reason(args.precision)})")
     print(f"Data: {len(train.pairs)} training pairs, {len(val.pairs)} validation pairs")
     hypermodel = _measure(args, train)
     keras.utils.set_random_seed(args.seed)

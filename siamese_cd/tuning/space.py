@@ -31,6 +31,7 @@ from siamese_cd.callbacks import MaskImageLogger, select_samples
 from siamese_cd.errors import ConfigError
 from siamese_cd.losses import WeightedBinaryCrossentropy, get_loss, is_loss_name
 from siamese_cd.models.siamese import VARIANTS, SiameseChangeModel
+from siamese_cd.precision import POLICIES
 
 WIDTH_MODES = ("per_level", "growth")
 PREPROCESSING_MODES = ("auto", "unit", "standardize")
@@ -140,7 +141,8 @@ class ChangeHyperModel(kt.HyperModel):
         in_channels: bands per image.
         num_classes: 1 for a sigmoid head, 2 for softmax.
         threshold: probability counted as change by the metrics and the mask images.
-        mixed_precision: build under the ``mixed_float16`` policy. It is set for each build
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: the dtype policy every
+            trial is built under (`siamese_cd.precision`). It is set for each build
             because ``keras.backend.clear_session()``, which the tuner calls before every
             trial, resets the global policy.
         pos_weight: weight of change pixels in the ``"bce"`` loss. ``"auto"`` leaves it to
@@ -182,7 +184,7 @@ class ChangeHyperModel(kt.HyperModel):
         in_channels: int = 3,
         num_classes: int = 1,
         threshold: float = 0.5,
-        mixed_precision: bool = False,
+        precision: str = "float32",
         pos_weight: float | str = "auto",
         image_samples: int = 6,
         seed: int = 0,
@@ -212,7 +214,9 @@ class ChangeHyperModel(kt.HyperModel):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.threshold = threshold
-        self.mixed_precision = mixed_precision
+        if precision not in POLICIES:
+            raise FatalConfigError(f"precision must be one of {tuple(POLICIES)}, got {precision!r}")
+        self.precision = precision
         self.pos_weight = pos_weight if pos_weight == "auto" else float(pos_weight)
         self.image_samples = image_samples
         self.seed = seed
@@ -273,7 +277,7 @@ class ChangeHyperModel(kt.HyperModel):
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "threshold": self.threshold,
-            "mixed_precision": self.mixed_precision,
+            "precision": self.precision,
             "pos_weight": self.pos_weight,
         }
         if self.width_mode == "growth":
@@ -335,8 +339,7 @@ class ChangeHyperModel(kt.HyperModel):
     @contextlib.contextmanager
     def _policy(self):
         policy = keras.mixed_precision.global_policy()
-        if self.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(POLICIES[self.precision])
         try:
             yield
         finally:
