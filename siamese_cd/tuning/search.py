@@ -28,7 +28,6 @@ import keras
 import keras_tuner as kt
 
 from siamese_cd.atomic import write_text
-from siamese_cd.cli.arguments import add_data_options
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
 from siamese_cd.losses import LOSS_NAMES, is_loss_name, pos_weight_from_fraction
@@ -104,7 +103,19 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="default 0")
-    add_data_options(parser)
+    # As `siamese_cd.cli.arguments.add_data_options` (the tuning package imports no CLI).
+    parser.add_argument(
+        "--on-missing",
+        choices=("error", "skip"),
+        default="error",
+        help="a file without its counterparts: error (default), or skip it with a warning",
+    )
+    parser.add_argument(
+        "--label-threshold",
+        type=_positive_int,
+        default=128,
+        help="mask values at or above it are change (default 128)",
+    )
     parser.add_argument(
         "--gpus", type=int, help="GPUs to use (default all; 0 = CPU); >1 trains each trial on all"
     )
