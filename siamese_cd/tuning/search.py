@@ -341,14 +341,8 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     # Arguments and data are checked first: mistakes surface before TensorFlow starts.
     role = distributed_role()
     hypermodel_from_args(args)
-    train, val = load_datasets(
-        args.data,
-        args.batch_size,
-        args.crop_size,
-        args.seed,
-        label_threshold=getattr(args, "label_threshold", 128),
-        on_missing=getattr(args, "on_missing", "error"),
-    )
+    reading = {"label_threshold": args.label_threshold, "on_missing": args.on_missing}
+    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed, **reading)
     project_dir = Path(args.directory) / args.project_name
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
