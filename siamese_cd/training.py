@@ -258,6 +258,7 @@ def score_test(
     return scores
 
 
+# Over 60 lines: the steps of a run in order, each a call, with the resume and NaN handling.
 def train_on_folder(
     data_dir: str | Path, settings: TrainSettings | None = None, **options
 ) -> TrainResult:

@@ -34,7 +34,13 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from siamese_cd.errors import DatasetError, ImageReadError, NonFiniteError
+from siamese_cd.data.pixel_checks import (  # noqa: F401,E501 - re-exported
+    LOSSY_NOISE,
+    below_threshold,
+    check_finite,
+    warn_if_below_threshold,
+)
+from siamese_cd.errors import DatasetError, ImageReadError
 
 # (top, left, height, width) of a rectangle of pixels.
 Window = tuple[int, int, int, int]
@@ -45,8 +51,6 @@ RASTERIO_EXTENSIONS = frozenset({".tif", ".tiff"})
 # taken for a 0/1 mask (a noisy 0/255 mask of an unchanged scene can hold only 0s and 1s).
 LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 DEFAULT_LABEL_THRESHOLD = 128
-# Values of a JPEG mask up to this are compression noise around 0, not a marking.
-LOSSY_NOISE = 64
 GEO_INSTALL_HINT = "pip install 'siamese_cd[geo]' (or: pip install rasterio)"
 
 _warned_alpha: set[str] = set()
@@ -313,21 +317,6 @@ def read_image(
     return _cut(_file_image(path, bands, grayscale), window, path)
 
 
-def check_finite(array: np.ndarray, path: str | Path) -> np.ndarray:
-    """`array`, if it holds no NaN or infinite value (only float pixels can).
-
-    Raises:
-        ImageReadError: naming the file and how many pixels are not finite.
-    """
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-        raise NonFiniteError(
-            f"{path}: {nan} NaN and {inf} infinite pixel value(s); a model cannot learn from "
-            "them. Fill them (e.g. with the band's mean, or 0) or crop them out"
-        )
-    return array
-
-
 def decode_into(
     path: str | Path, out: np.ndarray, *, grayscale: str = "expand"
 ) -> np.ndarray | None:
@@ -432,39 +421,6 @@ def read_label(
     if window is None:
         warn_if_below_threshold(path, values, mask, threshold)
     return mask
-
-
-def below_threshold(
-    values: np.ndarray, mask: np.ndarray, threshold: int, lossy: bool = False
-) -> str | None:
-    """The problem of a mask whose non-zero values never reach `threshold`, or None.
-
-    Such a mask reads as "no change" everywhere, which is rarely what its author meant
-    (e.g. a mask of 0 and 7). `siamese-cd check` reports it, and reading it warns once. In a
-    lossy (JPEG) mask, values up to `LOSSY_NOISE` are compression noise around 0.
-    """
-    if mask.any() or values.dtype == bool or values.max(initial=0) <= (LOSSY_NOISE if lossy else 0):
-        return None
-    present = np.unique(values[values != 0])
-    shown = ", ".join(str(v) for v in present[:8]) + (", ..." if len(present) > 8 else "")
-    return (
-        f"non-zero values {{{shown}}} all below the label threshold {threshold}, so the mask "
-        "reads as no change everywhere; lower the threshold (label_threshold= in Python, "
-        "--label-threshold on the command line) if these values mark change"
-    )
-
-
-_warned_threshold: set[str] = set()
-
-
-def warn_if_below_threshold(path: Path, values: np.ndarray, mask: np.ndarray, threshold) -> None:
-    """Warn once per file about a mask whose non-zero values never reach `threshold`."""
-    if str(path) in _warned_threshold:
-        return
-    problem = below_threshold(values, mask, threshold, is_lossy(path))
-    if problem is not None:
-        _warned_threshold.add(str(path))
-        warnings.warn(f"{path}: {problem}", stacklevel=3)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
