@@ -25,8 +25,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from siamese_cd.atomic import atomic_path, write_text
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
+from siamese_cd.models.guards import NaNGuard  # noqa: F401 - re-exported
 from siamese_cd.panels import DESCRIPTION, make_panels, to_rgb_uint8
 
 
@@ -202,36 +204,13 @@ class MaskImageLogger(keras.callbacks.Callback):
             self._writer = None
 
 
-class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is NaN or infinite, and remembers where.
-
-    Unlike `keras.callbacks.TerminateOnNaN` it keeps ``(epoch, batch)`` in `stopped_at`, so the
-    caller can raise a clear error instead of carrying on with a broken model.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.stopped_at: tuple[int, int] | None = None
-        self._epoch = 0
-
-    def on_train_begin(self, logs=None):
-        self.stopped_at = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.stopped_at = (self._epoch, batch)
-            self.model.stop_training = True
-
-
-class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model whenever `monitor` improves, and records the best value beside it.
 
-    The record, ``<model>.best.json``, lets a resumed run (see `BackupAndRestore`) start from
-    the best value so far instead of overwriting a better checkpoint with a worse one.
+    The model and the record, ``<model>.best.json``, are written atomically (see
+    `siamese_cd.atomic`): a crash or a full disk leaves the previous best model loadable. The
+    record lets a resumed run start from the best value so far instead of overwriting a better
+    checkpoint with a worse one.
 
     Args:
         filepath: the ``.keras`` file to write.
@@ -240,33 +219,41 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
     """
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_f1", resume: bool = False):
-        self.record = Path(filepath).with_suffix(".best.json")
-        initial = None
+        super().__init__()
+        self.filepath = Path(filepath)
+        self.monitor = monitor
+        self.record = self.filepath.with_suffix(".best.json")
+        self.best = -math.inf
+        self.best_epoch: int | None = None  # zero-based
         if resume and self.record.is_file():
-            initial = json.loads(self.record.read_text())["best"]
-        super().__init__(
-            str(filepath),
-            monitor=monitor,
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=initial,
-        )
+            self.restore(json.loads(self.record.read_text()))
 
-    @property
-    def best_epoch(self) -> int | None:
-        """Zero-based epoch of the best checkpoint so far, from the record; None before one."""
-        if not self.record.is_file():
-            return None
-        return json.loads(self.record.read_text())["epoch"] - 1
+    def state(self) -> dict:
+        """The best value and its (one-based) epoch, as the record holds them."""
+        epoch = None if self.best_epoch is None else self.best_epoch + 1
+        return {"monitor": self.monitor, "best": self.best, "epoch": epoch}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a `state` (a record, or a training backup's copy of one)."""
+        self.best = -math.inf if state.get("best") is None else float(state["best"])
+        self.best_epoch = None if state.get("epoch") is None else int(state["epoch"]) - 1
 
     def on_epoch_end(self, epoch, logs=None):
-        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+        logs = logs or {}
+        if not math.isfinite(float(logs.get("loss", 0.0))):
             return  # a diverged model is never the best one
-        before = self.best
-        super().on_epoch_end(epoch, logs)
-        if self.best != before:
-            record = {"monitor": self.monitor, "best": float(self.best), "epoch": epoch + 1}
-            self.record.write_text(json.dumps(record) + "\n")
+        if self.monitor not in logs:
+            raise ConfigError(
+                f"BestCheckpoint monitors {self.monitor!r}, which this fit does not log "
+                f"(it logs {sorted(logs)}); give validation_data"
+            )
+        value = float(logs[self.monitor])
+        if not value > self.best:  # NaN never improves
+            return
+        with atomic_path(self.filepath) as temporary:
+            self.model.save(temporary)
+        self.best, self.best_epoch = value, epoch
+        write_text(self.record, json.dumps(self.state()) + "\n")
 
 
 def write_scores(run_dir: str | os.PathLike, scores: dict[str, float], step: int) -> None:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from siamese_cd.atomic import atomic_path, write_text
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
 from siamese_cd.metrics import SCORE_NAMES, scores_from_counts
@@ -98,11 +99,12 @@ class Evaluation:
         return {"protocol": self.protocol, "counts": self.counts, "scores": self.scores}
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """The counts and scores as JSON, written atomically (see `siamese_cd.atomic`)."""
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def write_per_image(self, path: str | Path) -> None:
         """One CSV row per image: stem, the four counts and the six scores."""
-        with open(path, "w", newline="") as handle:
+        with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=["stem", *COUNTS, *SCORE_NAMES])
             writer.writeheader()
             for row in self.per_image:

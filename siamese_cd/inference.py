@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from siamese_cd.atomic import atomic_path
 from siamese_cd.data.decoding import image_size, read_image, uses_rasterio
 from siamese_cd.data.pairing import pair_by_stem
 from siamese_cd.data.windows import windows
@@ -324,10 +325,17 @@ def write_change_map(
             rows = slice(top, top + _ROWS)
             np.multiply(probability[rows] >= threshold, 255, out=data[rows], casting="unsafe")
     path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        _write_map(temporary, suffix, data, probabilities, profile)
+    return path
+
+
+def _write_map(path: Path, suffix: str, data: np.ndarray, probabilities: bool, profile) -> None:
     if suffix == ".png":
-        Image.fromarray(data).save(path)
+        Image.fromarray(data).save(path, format="PNG")
     elif suffix == ".npy":
-        np.save(path, data)
+        with open(path, "wb") as handle:  # np.save(path) would add ".npy" to the name
+            np.save(handle, data)
     else:
         import rasterio
 
@@ -351,7 +359,6 @@ def write_change_map(
                     rows = data[top : top + _ROWS]
                     window = rasterio.windows.Window(0, top, data.shape[1], rows.shape[0])
                     sink.write(rows, 1, window=window)
-    return path
 
 
 def predict_files(

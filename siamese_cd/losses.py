@@ -34,7 +34,10 @@ def pos_weight_from_fraction(change_fraction: float) -> float:
     if not 0 < change_fraction < 1:
         raise ConfigError(
             f"cannot weight classes from a change fraction of {change_fraction}: "
-            "the training masks must contain both change and no-change pixels"
+            "the training masks must contain both change and no-change pixels. If your masks "
+            "mark change with values below the label threshold (default 128), lower it: "
+            "label_threshold= in Python, --label-threshold on the command line; "
+            "`siamese-cd check DATA` lists such masks"
         )
     return (1 - change_fraction) / change_fraction
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import keras
 
+from siamese_cd.atomic import atomic_path
 from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard, write_scores
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.distribute import resolve_mode
@@ -40,6 +41,7 @@ from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
 from siamese_cd.models.threshold import choose_threshold
 from siamese_cd.precision import set_precision
+from siamese_cd.resume import TrainingBackup
 
 # The settings recorded as the run's hyperparameters in TensorBoard's HParams dashboard.
 HPARAM_NAMES = ("variant", "depth", "filters", "preprocessing", "loss", "lr", "batch_size")
@@ -75,6 +77,8 @@ class TrainSettings:
         dropout: spatial dropout of the model (0 makes a step deterministic).
         distribute: ``"auto"``, ``"none"``, ``"mirrored"`` or ``"multi-worker"``
             (`siamese_cd.distribute`); ``batch_size`` is then the global batch.
+        label_threshold: mask values at or above it are change.
+        on_missing: ``"error"`` or ``"skip"`` files without their counterparts.
         verbose: Keras verbosity; None is one line per epoch when output is not a terminal.
     """
 
@@ -97,6 +101,8 @@ class TrainSettings:
     verbose: int | None = None
     dropout: float = 0.2
     distribute: str = "auto"
+    label_threshold: int = 128
+    on_missing: str = "error"
 
     @property
     def model_path(self) -> Path:
@@ -164,16 +170,21 @@ def load_splits(data_dir: str | Path, settings: TrainSettings) -> Splits:
     data_dir = Path(data_dir)
     train_dir, val_dir = split_folder(data_dir, "train"), split_folder(data_dir, "val")
     test_dir = split_folder(data_dir, "test", required=False)
+    reading = dict(
+        batch_size=settings.batch_size,
+        label_threshold=settings.label_threshold,
+        on_missing=settings.on_missing,
+    )
     train = PairedImageDataset(
         train_dir,
-        batch_size=settings.batch_size,
         augment=settings.augment,
         shuffle=True,
         seed=settings.seed,
         crop_size=settings.crop_size,
+        **reading,
     )
-    val = PairedImageDataset(val_dir, batch_size=settings.batch_size)
-    test = PairedImageDataset(test_dir, batch_size=settings.batch_size) if test_dir else None
+    val = PairedImageDataset(val_dir, **reading)
+    test = PairedImageDataset(test_dir, **reading) if test_dir else None
     return Splits(train, val, test)
 
 
@@ -198,30 +209,35 @@ def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel
 
 def build_callbacks(
     settings: TrainSettings, val: PairedImageDataset, resuming: bool
-) -> tuple[list[keras.callbacks.Callback], BestCheckpoint, NaNGuard]:
-    """The run's callbacks, and the checkpoint and NaN guard among them."""
+) -> tuple[list[keras.callbacks.Callback], BestCheckpoint, NaNGuard, TrainingBackup]:
+    """The run's callbacks, and the checkpoint, NaN guard and backup among them."""
     from tensorboard.plugins.hparams import api as hparams_api
 
     log_dir = Path(settings.log_dir)
     checkpoint = BestCheckpoint(settings.model_path, monitor="val_f1", resume=resuming)
     nan_guard = NaNGuard()
+    stopper = None
+    if settings.early_stopping is not None:
+        stopper = keras.callbacks.EarlyStopping(
+            "val_f1", mode="max", patience=settings.early_stopping
+        )
+    backup = TrainingBackup(
+        settings.backup_dir, seed=settings.seed, checkpoint=checkpoint, early_stopping=stopper
+    )
     callbacks = [
-        # Before the backup, so a kill between the two never leaves the best record behind
-        # an epoch the backup already counts as finished.
         checkpoint,
-        keras.callbacks.BackupAndRestore(str(settings.backup_dir), double_checkpoint=True),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
         MaskImageLogger(val, log_dir=log_dir, seed=settings.seed),
         # The session is written to the run folder itself, whose train, validation and test
         # runs hold the metrics, so plain runs compare in the dashboard like tuner trials.
         hparams_api.KerasCallback(str(log_dir), settings.hparams(), trial_id=log_dir.name),
         nan_guard,
+        *([stopper] if stopper is not None else []),
+        # Last: it saves what the others hold once they are done with the epoch, and
+        # restores their state after they reset it at the start of training.
+        backup,
     ]
-    if settings.early_stopping is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping("val_f1", mode="max", patience=settings.early_stopping)
-        )
-    return callbacks, checkpoint, nan_guard
+    return callbacks, checkpoint, nan_guard, backup
 
 
 def raise_if_diverged(nan_guard: NaNGuard, settings: TrainSettings) -> None:
@@ -257,6 +273,7 @@ def score_test(
     return scores
 
 
+# Over 60 lines: the steps of a run in order, each a call, with the resume and NaN handling.
 def train_on_folder(
     data_dir: str | Path, settings: TrainSettings | None = None, **options
 ) -> TrainResult:
@@ -308,20 +325,29 @@ def train_on_folder(
     else:
         model = build_model(settings, splits.train.channels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    callbacks, checkpoint, nan_guard = build_callbacks(settings, splits.val, resuming)
-    history = model.fit(
-        splits.train,
-        validation_data=splits.val,
-        epochs=settings.epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    raise_if_diverged(nan_guard, settings)
+    callbacks, checkpoint, nan_guard, backup = build_callbacks(settings, splits.val, resuming)
+    backup.restore_data([splits.train])
+    try:
+        history = model.fit(
+            splits.train,
+            validation_data=splits.val,
+            epochs=settings.epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            # The dataset shuffles its samples from its seed and generation, which a resumed
+            # run restores; Keras's own batch shuffle draws from Python's global generator.
+            shuffle=False,
+        )
+    except TrainingError:
+        raise_if_diverged(nan_guard, settings)
+        raise
+    shutil.rmtree(settings.backup_dir, ignore_errors=True)
     best = keras.saving.load_model(out)
     print(f"Best checkpoint (val_f1, epoch {checkpoint.best_epoch + 1}) saved to {out}")
     if settings.choose_threshold:
         threshold, f1 = choose_threshold(best, splits.val, progress=verbose == 1)
-        best.save(out)
+        with atomic_path(out) as temporary:
+            best.save(temporary)
         print(f"Decision threshold {threshold:.3f} (val_f1 {f1:.4f} there) saved with the model")
     test_scores = None
     if splits.test is not None:

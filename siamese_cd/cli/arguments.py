@@ -10,6 +10,10 @@ Example:
     16
     >>> probability("0.5")
     0.5
+    >>> probability("1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be strictly between 0 and 1, got 1.5
 """
 
 from __future__ import annotations
@@ -41,14 +45,55 @@ def non_negative_int(text: str) -> int:
 
 
 def probability(text: str) -> float:
-    """A float in [0, 1], such as a decision threshold."""
+    """A decision threshold: a float strictly between 0 and 1 (0 or 1 would mark every pixel,
+    or none, as change)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {value:g}")
     return value
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--on-missing`` and ``--label-threshold``: how a split's files are paired and read."""
+    parser.add_argument(
+        "--on-missing",
+        choices=("error", "skip"),
+        default="error",
+        help="a file without its counterparts: error (default), or skip it with a warning",
+    )
+    parser.add_argument(
+        "--label-threshold",
+        type=positive_int,
+        default=128,
+        help="mask values at or above it are change (default 128; masks of only 0 and 1 "
+        "are read as 0/1 whatever it is)",
+    )
+
+
+def output_file(path: str, suffixes: tuple[str, ...], what: str):
+    """Check an output file's suffix and create its folder, before any work is done.
+
+    Returns:
+        The path, as a `pathlib.Path`.
+
+    Raises:
+        ConfigError: for a suffix not in `suffixes`, or a folder that cannot be created.
+    """
+    from pathlib import Path
+
+    from siamese_cd.errors import ConfigError
+
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise ConfigError(f"{out}: write {what} as {', '.join(suffixes)}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{out.parent}: cannot create the folder ({error.strerror})") from None
+    return out
 
 
 def filters_arg(text: str) -> int | list[int]:

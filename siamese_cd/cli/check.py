@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from siamese_cd.cli.arguments import positive_int
+from siamese_cd.cli.arguments import add_data_options, positive_int
 
 HELP = "scan every file of a dataset and report problems (exit 1 if any)"
 DESCRIPTION = (
@@ -18,12 +18,7 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="a split folder, or a folder of split folders")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--label-threshold",
-        type=int,
-        default=128,
-        help="label values at or above it are change (default 128)",
-    )
+    add_data_options(parser)
     parser.add_argument("--workers", type=positive_int, default=None, help="decoding threads")
 
 
@@ -35,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     report = check_dataset(
         args.data,
         label_threshold=args.label_threshold,
+        on_missing=args.on_missing,
         workers=args.workers,
         progress=sys.stderr.isatty(),
     )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from siamese_cd.cli.arguments import add_precision_argument, positive_int, probability
+from siamese_cd.cli.arguments import (
+    add_data_options,
+    add_precision_argument,
+    output_file,
+    positive_int,
+    probability,
+)
 
 HELP = "score a model on a labelled split"
 DESCRIPTION = (
@@ -37,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
     parser.add_argument("--per-image", metavar="CSV", help="write per-image scores as CSV")
+    add_data_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.tile_stride is not None and args.tile_size is None:
         raise ConfigError("--tile-stride needs --tile-size")
+    # Checked (and folders made) before the model runs, so a typo costs no evaluation.
+    if args.json:
+        output_file(args.json, (".json",), "the scores")
+    if args.per_image:
+        output_file(args.per_image, (".csv",), "per-image scores")
     progress = sys.stderr.isatty()
     split = split_folder(Path(args.data), args.split)
     dataset = PairedImageDataset(
@@ -57,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tile_size=args.tile_size,
         tile_stride=args.tile_stride,
+        label_threshold=args.label_threshold,
+        on_missing=args.on_missing,
         progress=progress,
     )
     from siamese_cd.precision import set_precision

@@ -8,6 +8,7 @@ from siamese_cd.cli.arguments import (
     add_precision_argument,
     bands_arg,
     non_negative_int,
+    output_file,
     positive_int,
     probability,
 )
@@ -51,7 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from siamese_cd.inference import load_change_model, predict_files, predict_folders
+    from siamese_cd.errors import ConfigError
+    from siamese_cd.inference import (
+        OUTPUT_SUFFIXES,
+        load_change_model,
+        predict_files,
+        predict_folders,
+    )
+
+    folders = Path(args.t1).is_dir() and Path(args.t2).is_dir()
+    # Checked before the model runs, so a wrong name costs no prediction.
+    if not folders:
+        out = output_file(args.out, OUTPUT_SUFFIXES, "change maps")
+        if args.probabilities and out.suffix.lower() == ".png":
+            raise ConfigError(f"{out}: probabilities are floats; write them as .tif or .npy")
     from siamese_cd.precision import set_precision
 
     set_precision(args.precision)
@@ -65,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
     )
-    if Path(args.t1).is_dir() and Path(args.t2).is_dir():
+    if folders:
         written = predict_folders(model, args.t1, args.t2, args.out, **options)
         print(f"Wrote {len(written)} change maps to {args.out}")
     else:

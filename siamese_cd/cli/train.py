@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from siamese_cd.cli.arguments import (
+    add_data_options,
     add_precision_argument,
     filters_arg,
     loss_name,
@@ -92,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "writes the model and logs); auto (default): multi-worker with TF_CONFIG, mirrored "
         "with several GPUs, else none. --batch-size is the global batch",
     )
+    add_data_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         dropout=args.dropout,
         distribute=args.distribute,
+        label_threshold=args.label_threshold,
+        on_missing=args.on_missing,
     )
     train_on_folder(args.data, settings)
     return 0

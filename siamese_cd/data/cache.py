@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from siamese_cd.atomic import atomic_path, describe, write_text
 from siamese_cd.data.decoding import Window
 from siamese_cd.data.pairing import Pair
-from siamese_cd.errors import DatasetError, ImageReadError
+from siamese_cd.errors import DatasetError, FileWriteError, ImageReadError
 
 CACHE_FORMAT = 1
 META_NAME = "meta.json"
@@ -353,10 +354,13 @@ def _write_store(
                     position += data.nbytes
                 bar.update(1)
     except OSError as error:
-        raise DatasetError(f"{folder}: cannot write the cache store ({error})") from error
+        raise FileWriteError(
+            f"{folder / DATA_NAME}: cannot write the cache store ({describe(error)})"
+        ) from error
     finally:
         bar.close()
-    np.savez(folder / INDEX_NAME, offsets=offsets, shapes=shapes)
+    with atomic_path(folder / INDEX_NAME) as temporary:
+        np.savez(temporary, offsets=offsets, shapes=shapes)
     meta = {
         "format": CACHE_FORMAT,
         "fingerprint": key,
@@ -368,4 +372,4 @@ def _write_store(
         "options": options,
         "first_t1": str(pairs[0].t1) if pairs else None,
     }
-    (folder / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(folder / META_NAME, json.dumps(meta, indent=2) + "\n")

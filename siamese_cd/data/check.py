@@ -1,9 +1,12 @@
 """`siamese-cd check DATA`: scan every file of a dataset and report what would break training.
 
-It reports, per split: files without counterparts (orphans), files that cannot be decoded
-(unreadable or truncated), scenes whose t1, t2 and label sizes differ, labels holding values
-outside the expected set, and the fraction of changed pixels. A problem makes the command exit
-non-zero.
+It reports, per split: empty splits, files without counterparts (orphans), files that cannot
+be decoded (unreadable or truncated), images with NaN or infinite pixels, images whose bit depth
+differs from the split's first image, scenes whose t1, t2 and label sizes differ, labels holding
+values outside the expected set, labels whose non-zero values never reach the label threshold
+(read as "no change"), and the fraction of changed pixels. Everything it reports as a problem
+stops training too, and a problem makes the command exit non-zero. Float images are not a
+problem: the model standardises them (``preprocessing="auto"``).
 
 Expected label values: ``{0, 255}`` or ``{0, 1}`` (``{0, 65535}`` for 16-bit masks) after
 reducing RGB to its brightest band. JPEG labels are noisy by nature, so values within
@@ -32,13 +35,14 @@ from tqdm.auto import tqdm
 
 from siamese_cd.data.decoding import (
     DEFAULT_LABEL_THRESHOLD,
+    below_threshold,
     binarize_label,
     is_lossy,
     read_image,
     read_label_values,
 )
 from siamese_cd.data.pairing import describe_layouts, detect_layout, match_stems
-from siamese_cd.errors import DatasetError, ImageReadError, PairingError
+from siamese_cd.errors import DatasetError, ImageReadError, NonFiniteError, PairingError
 
 JPEG_TOLERANCE = 64
 _SHOWN_PER_KIND = 20
@@ -49,7 +53,9 @@ class Problem:
     """One thing wrong with one file."""
 
     split: str
-    kind: str  # orphan | unreadable | size_mismatch | label_values | pairing
+    # orphan | unreadable | non_finite | size_mismatch | label_values | label_below_threshold
+    # | mixed_bit_depth | empty | pairing
+    kind: str
     path: str
     message: str
 
@@ -67,6 +73,8 @@ class SplitReport:
     changed_pixels: int = 0
     label_pixels: int = 0
     label_encodings: dict[str, int] = field(default_factory=dict)
+    pixel_type: str | None = None  # of the first image scanned
+    pixel_type_of: str | None = None
 
     @property
     def changed_fraction(self) -> float | None:
@@ -197,7 +205,14 @@ def _label_problem(path: Path, values: np.ndarray) -> str | None:
 
 def _scan_pair(pair, label_threshold: int) -> dict:
     """Decode every file of a pair; return shapes, label statistics and problems."""
-    result: dict = {"problems": [], "shapes": [], "changed": 0, "pixels": 0, "encoding": None}
+    result: dict = {
+        "problems": [],
+        "shapes": [],
+        "dtypes": [],
+        "changed": 0,
+        "pixels": 0,
+        "encoding": None,
+    }
     for role, path in pair.files():
         try:
             if role == "label":
@@ -207,6 +222,9 @@ def _scan_pair(pair, label_threshold: int) -> dict:
                 if message:
                     result["problems"].append(("label_values", path, message))
                 mask = binarize_label(values, label_threshold, is_lossy(path))
+                below = below_threshold(values, mask, label_threshold, is_lossy(path))
+                if below:
+                    result["problems"].append(("label_below_threshold", path, f"{path}: {below}"))
                 result["changed"] = int(np.count_nonzero(mask))
                 result["pixels"] = mask.size
                 top = values.max(initial=0)
@@ -217,7 +235,12 @@ def _scan_pair(pair, label_threshold: int) -> dict:
                 else:
                     result["encoding"] = "thresholded"
             else:
-                shape = read_image(path).shape
+                image = read_image(path)
+                shape = image.shape
+                result["dtypes"].append((path, image.dtype))
+        except NonFiniteError as error:
+            result["problems"].append(("non_finite", path, str(error)))
+            shape = None
         except ImageReadError as error:
             result["problems"].append(("unreadable", path, str(error)))
             shape = None
@@ -239,10 +262,12 @@ def _scan_file(path: Path) -> str | None:
     return None
 
 
+# Over 60 lines: pairing every split, then one bounded pool over all files, in one place.
 def check_dataset(
     data_dir: str | Path,
     *,
     label_threshold: int = DEFAULT_LABEL_THRESHOLD,
+    on_missing: str = "error",
     workers: int | None = None,
     progress: bool = True,
 ) -> CheckReport:
@@ -251,6 +276,8 @@ def check_dataset(
     Args:
         data_dir: a split folder in a known layout, or a folder whose sub-folders are splits.
         label_threshold: threshold used to count changed pixels, as in `PairedImageDataset`.
+        on_missing: ``"error"``: files without counterparts are problems; ``"skip"``: they
+            are counted (``orphans``) but left out, as training with it would.
         workers: decoding threads; defaults to one per core, at most 8.
         progress: show a progress bar over the files.
 
@@ -275,10 +302,15 @@ def check_dataset(
             problems.append(Problem(name, "pairing", str(split_dir), str(error)))
             continue
         report.pairs, report.orphans = len(pairs), len(orphans)
-        for orphan in orphans:
-            problems.append(Problem(name, "orphan", str(orphan.path), orphan.describe()))
+        if not pairs:
+            problems.append(
+                Problem(name, "empty", str(split_dir), f"{split_dir}: no image pairs found")
+            )
         work += [(report, "pair", pair) for pair in pairs]
-        work += [(report, "file", orphan.path) for orphan in orphans]
+        if on_missing != "skip":
+            for orphan in orphans:
+                problems.append(Problem(name, "orphan", str(orphan.path), orphan.describe()))
+            work += [(report, "file", orphan.path) for orphan in orphans]
 
     total_files = sum(len(item.files()) if kind == "pair" else 1 for _, kind, item in work)
     bar = tqdm(total=total_files, desc="Checking files", unit="file", disable=not progress)
@@ -320,3 +352,16 @@ def _collect(item, future, problems: list[Problem], bar) -> None:
         )
     for kind_name, path, message in result["problems"]:
         problems.append(Problem(report.name, kind_name, str(path), message))
+    for path, dtype in result["dtypes"]:
+        if report.pixel_type is None:
+            report.pixel_type, report.pixel_type_of = dtype.name, str(path)
+        elif dtype.name != report.pixel_type:
+            problems.append(
+                Problem(
+                    report.name,
+                    "mixed_bit_depth",
+                    str(path),
+                    f"{path}: {dtype.name} pixels, but {report.pixel_type_of} holds "
+                    f"{report.pixel_type}; store every image of a split with one bit depth",
+                )
+            )

@@ -316,6 +316,18 @@ class PairedImageDataset(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self._generation])
         self._order = rng.permutation(self.num_samples)
 
+    @property
+    def generation(self) -> int:
+        """Calls of `on_epoch_end` so far. With `seed` it decides the order, crops and
+        augmentation of the coming batches; `siamese_cd.resume` sets it back on resuming."""
+        return self._generation
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self._generation = int(value)
+        if self.shuffle:
+            self._reshuffle()
+
     def on_epoch_end(self) -> None:
         # Keras also calls this once before the first epoch; a new permutation each call is fine.
         self._generation += 1

@@ -34,6 +34,12 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
+from siamese_cd.data.pixel_checks import (  # noqa: F401,E501 - re-exported
+    LOSSY_NOISE,
+    below_threshold,
+    check_finite,
+    warn_if_below_threshold,
+)
 from siamese_cd.errors import DatasetError, ImageReadError
 
 # (top, left, height, width) of a rectangle of pixels.
@@ -224,7 +230,7 @@ def _pillow_array(image: Image.Image, path: Path) -> np.ndarray:
 def _file_image(path: Path, bands, grayscale: str, data: bytes | None = None) -> np.ndarray:
     array = _decoded(path, data)
     if isinstance(array, Image.Image):
-        array = _pillow_array(array, path)
+        array = check_finite(_pillow_array(array, path), path)
     if bands is not None:
         return _select(array, bands, path)
     if array.shape[-1] in (2, 4):
@@ -307,7 +313,7 @@ def read_image(
         array = _rasterio_read(path, bands, window, drop_alpha=True)
         if bands is None and array.shape[-1] == 1 and grayscale == "expand":
             array = np.repeat(array, 3, axis=-1)
-        return array
+        return check_finite(array, path)
     return _cut(_file_image(path, bands, grayscale), window, path)
 
 
@@ -410,7 +416,11 @@ def read_label(
         ImageReadError: if the file cannot be decoded.
     """
     path = Path(path)
-    return binarize_label(read_label_values(path, window=window), threshold, is_lossy(path))
+    values = read_label_values(path, window=window)
+    mask = binarize_label(values, threshold, is_lossy(path))
+    if window is None:
+        warn_if_below_threshold(path, values, mask, threshold)
+    return mask
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

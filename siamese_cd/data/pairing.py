@@ -194,7 +194,8 @@ def _report_missing(problems: list[str], what: str, on_missing: str) -> None:
     if on_missing == "error":
         raise PairingError(
             f"{len(problems)} {what}:\n{named}{more}\n"
-            "Add the missing files, or pass on_missing='skip' to leave them out."
+            "Add the missing files, or leave them out: on_missing='skip' in Python, "
+            "--on-missing skip on the command line."
         )
     warnings.warn(f"Skipping {len(problems)} {what}:\n{named}{more}", stacklevel=3)
 
@@ -262,14 +263,16 @@ def detect_layout(split_dir: str | Path) -> tuple[str, Path, Path, Path]:
     if len(matches) > 1:
         found = "; ".join(f"{m[0]} ({'/'.join(p.name for p in m[1:])})" for m in matches)
         raise DatasetError(
-            f"{split_dir}: matches more than one layout: {found}. Remove the folders that do "
-            "not belong, or pass t1_dir=, t2_dir= and label_dir= explicitly."
+            f"{split_dir}: matches more than one layout: {found}. Remove or rename the folders "
+            "that do not belong (in Python you may instead pass t1_dir=, t2_dir= and "
+            "label_dir=)."
         )
     present = sorted(p.name for p in split_dir.iterdir() if p.is_dir()) or ["no sub-folders"]
     raise DatasetError(
         f"{split_dir}: matches no known layout (looked for {describe_layouts()}); "
-        f"found {', '.join(present)}. Pass t1_dir=, t2_dir= and label_dir= explicitly "
-        "(label_dir=None for unlabelled images), or a CSV of triples."
+        f"found {', '.join(present)}. Rename the folders to a known layout (e.g. time1/ "
+        "time2/ label/), or in Python pass t1_dir=, t2_dir= and label_dir= (label_dir=None "
+        "for unlabelled images), or a CSV of triples."
     )
 
 

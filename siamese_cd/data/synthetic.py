@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from siamese_cd.atomic import write_text
 from siamese_cd.data.scene_render import render_pair
 from siamese_cd.data.synthetic_files import (
     SCENE_STEP,
@@ -171,7 +172,5 @@ def make_synthetic_dataset(
         "counts": counts,
         "changed_fraction": fractions,
     }
-    temporary = manifest_path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(temporary, manifest_path)
+    write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return out

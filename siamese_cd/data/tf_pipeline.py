@@ -75,6 +75,55 @@ def _bands(image: tf.Tensor, data: SampleSource) -> tf.Tensor:
     return tf.ensure_shape(image, [None, None, data.channels])
 
 
+def _checked_bytes(path: tf.Tensor, dtype: tf.DType | None) -> tf.Tensor:
+    """The bytes of an image file, failing with its name if they cannot be a valid image.
+
+    TensorFlow's decoders fail without naming the file ("Input is empty", "Invalid PNG
+    data"), so the usual faults are caught first, as the NumPy path reports them: an empty
+    file, an unknown format, a truncated PNG, and (for images, given their `dtype`) a PNG of
+    another bit depth than the split's, which ``decode_png`` would convert silently.
+    """
+    raw = tf.io.read_file(path)
+    head = tf.strings.substr(raw, 0, 8)
+    png = tf.equal(tf.strings.substr(raw, 0, 4), b"\x89PNG")
+    known = tf.reduce_any(
+        [
+            png,
+            tf.equal(tf.strings.substr(raw, 0, 2), b"\xff\xd8"),
+            tf.equal(tf.strings.substr(raw, 0, 2), b"BM"),
+        ]
+    )
+    size = tf.strings.length(raw)
+    checks = [
+        tf.debugging.Assert(size > 0, [path, ": cannot decode image (the file is empty)"]),
+        tf.debugging.Assert(
+            known, [path, ": cannot decode image (not a PNG, JPEG or BMP file; starts", head, ")"]
+        ),
+    ]
+    # A complete PNG ends with its IEND chunk (length, "IEND", CRC); a truncated one does not.
+    ends = tf.equal(tf.strings.substr(raw, tf.maximum(size - 8, 0), 4), b"IEND")
+    checks.append(
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(png), ends),
+            [path, ": cannot decode image (truncated PNG: no IEND chunk at the end)"],
+        )
+    )
+    if dtype is not None:
+        depth = tf.strings.unicode_decode(tf.strings.substr(raw, 24, 1), "ISO-8859-1")
+        depth = tf.reduce_max(tf.concat([depth, [0]], 0))
+        wanted = 16 if dtype == tf.uint16 else 8
+        same = tf.equal(depth, wanted) if wanted == 16 else tf.less_equal(depth, 8)
+        checks.append(
+            tf.debugging.Assert(
+                tf.logical_or(tf.logical_not(png), same),
+                [path, ": a", depth, f"-bit PNG, but this split's images hold {dtype.name} "
+                 "pixels; store every image of a split with one bit depth"],
+            )
+        )  # fmt: skip
+    with tf.control_dependencies(checks):
+        return tf.identity(raw)
+
+
 def _label(values: tf.Tensor, lossy: tf.Tensor, threshold: int) -> tf.Tensor:
     """`decoding.binarize_label` on a decoded label of 1 to 4 bands, as (H, W) uint8."""
     count = tf.shape(values)[-1]
@@ -145,7 +194,8 @@ def _scene_reader(source: SampleSource, dtype: tf.DType):
     default_bands = source.bands is None and source.grayscale == "expand"
 
     def decode(element, role):
-        image = decoders[role](tf.io.read_file(element[role]))
+        raw = _checked_bytes(element[role], dtype if role != "label" else None)
+        image = decoders[role](raw)
         return tf.ensure_shape(image, [None, None, 3]) if default_bands else _bands(image, source)
 
     def read(index):
@@ -153,7 +203,7 @@ def _scene_reader(source: SampleSource, dtype: tf.DType):
         t1, t2 = decode(element, "t1"), decode(element, "t2")
         if not source.labelled:
             return t1, t2, tf.zeros(tf.shape(t1)[:2], tf.uint8)
-        label = decoders["label"](tf.io.read_file(element["label"]))
+        label = decoders["label"](_checked_bytes(element["label"], None))
         mask = _label(label, element["lossy"], source.label_threshold)
         sizes = [tf.shape(t1)[:2], tf.shape(t2)[:2], tf.shape(mask)]
         same = tf.reduce_all([tf.reduce_all(tf.equal(sizes[0], s)) for s in sizes[1:]])

@@ -16,7 +16,7 @@ import keras
 from keras import layers, ops
 
 from siamese_cd.data.stats import change_fraction
-from siamese_cd.errors import ConfigError
+from siamese_cd.errors import ConfigError, TrainingError
 from siamese_cd.losses import (
     get_loss,
     is_loss_name,
@@ -32,6 +32,7 @@ from siamese_cd.models.backbone import (
     resolve_convs,
     resolve_widths,
 )
+from siamese_cd.models.guards import NaNGuard
 from siamese_cd.models.preprocessing import ChangePreprocessor
 
 __all__ = ["VARIANTS", "SiameseChangeModel"]
@@ -270,11 +271,20 @@ class SiameseChangeModel(keras.Model):
                     "cannot tell the epoch length of this training data for the per-epoch "
                     "learning-rate decay; pass steps_per_epoch= to fit"
                 )
-        callbacks = kwargs.get("callbacks") or []
+        callbacks = list(kwargs.get("callbacks") or [])
         for callback in callbacks:
             if hasattr(callback, "attach_to"):
                 callback.attach_to(callbacks)
-        return super().fit(x, y, *args, **kwargs)
+        # A NaN loss stops every fit with an error naming the epoch and batch.
+        guard = next((c for c in callbacks if isinstance(c, NaNGuard)), None)
+        if guard is None:
+            guard = NaNGuard()
+            callbacks.append(guard)
+        kwargs["callbacks"] = callbacks
+        history = super().fit(x, y, *args, **kwargs)
+        if guard.stopped_at is not None:
+            raise TrainingError(guard.message())
+        return history
 
     def set_threshold(self, threshold: float) -> None:
         """Use `threshold` for the change decision of the metrics, `evaluate` and `predict`

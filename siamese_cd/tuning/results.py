@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
+from siamese_cd.atomic import atomic_path, write_text
 from siamese_cd.data.stats import change_fraction
 from siamese_cd.losses import pos_weight_from_fraction
 from siamese_cd.tuning.space import ChangeHyperModel
@@ -162,12 +163,13 @@ def export_best(
     project_dir = Path(project_dir)
     hps_path = project_dir / BEST_HPS_NAME
     record = {**best.to_dict(), "objective": "val_f1", "model": BEST_MODEL_NAME}
-    hps_path.write_text(json.dumps(record, indent=2) + "\n")
+    write_text(hps_path, json.dumps(record, indent=2) + "\n")
     model = tuner.get_best_models(1)[0]
     if train is not None:
         _resolve_pos_weight(model.loss, train)
     model_path = project_dir / BEST_MODEL_NAME
-    model.save(model_path)
+    with atomic_path(model_path) as temporary:
+        model.save(temporary)
     return hps_path, model_path
 
 

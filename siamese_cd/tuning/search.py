@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
+from siamese_cd.atomic import write_text
 from siamese_cd.data.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
 from siamese_cd.loss_names import loss_name_arg
@@ -95,6 +96,19 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="default 0")
+    # As `siamese_cd.cli.arguments.add_data_options` (the tuning package imports no CLI).
+    parser.add_argument(
+        "--on-missing",
+        choices=("error", "skip"),
+        default="error",
+        help="a file without its counterparts: error (default), or skip it with a warning",
+    )
+    parser.add_argument(
+        "--label-threshold",
+        type=_positive_int,
+        default=128,
+        help="mask values at or above it are change (default 128)",
+    )
     parser.add_argument(
         "--gpus", type=int, help="GPUs to use (default all; 0 = CPU); >1 trains each trial on all"
     )
@@ -245,7 +259,11 @@ def _split_folder(data: Path, split: str) -> Path:
 
 
 def load_datasets(
-    data: str | os.PathLike, batch_size: int, crop_size: int | None = None, seed: int = 0
+    data: str | os.PathLike,
+    batch_size: int,
+    crop_size: int | None = None,
+    seed: int = 0,
+    **reading,
 ) -> tuple[PairedImageDataset, PairedImageDataset]:
     """Training (shuffled, augmented, optionally cropped) and validation splits of `data`.
 
@@ -264,10 +282,11 @@ def load_datasets(
         if "crop_size" not in inspect.signature(PairedImageDataset).parameters:
             raise ConfigError("--crop-size needs a PairedImageDataset with crop_size=")
         extra["crop_size"] = crop_size
+    # `reading`: label_threshold= and on_missing=, as PairedImageDataset takes them.
     train = PairedImageDataset(
-        train_dir, batch_size=batch_size, augment=True, shuffle=True, seed=seed, **extra
+        train_dir, batch_size=batch_size, augment=True, shuffle=True, seed=seed, **extra, **reading
     )
-    val = PairedImageDataset(val_dir, batch_size=batch_size)
+    val = PairedImageDataset(val_dir, batch_size=batch_size, **reading)
     return train, val
 
 
@@ -342,7 +361,8 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     # Arguments and data are checked first: mistakes surface before TensorFlow starts.
     role = distributed_role()
     hypermodel_from_args(args)
-    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed)
+    reading = {"label_threshold": args.label_threshold, "on_missing": args.on_missing}
+    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed, **reading)
     project_dir = Path(args.directory) / args.project_name
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
@@ -376,7 +396,7 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
         distribution_strategy=strategy,
     )
     if role != "worker":
-        (project_dir / SETTINGS_NAME).write_text(json.dumps(settings, indent=2) + "\n")
+        write_text(project_dir / SETTINGS_NAME, json.dumps(settings, indent=2) + "\n")
         _print_start(tuner, hypermodel, project_dir)
     # Keras Tuner gives this callback a run per trial and adds tensorboard's HParams
     # KerasCallback beside it; the hypermodel adds the mask images.
