@@ -21,27 +21,12 @@ from __future__ import annotations
 import argparse
 
 from siamese_cd.loss_names import loss_name_arg as loss_name  # noqa: F401 - shared by commands
+from siamese_cd.options import (  # noqa: F401 - shared by commands
+    add_data_options,
+    non_negative_int,
+    positive_int,
+)
 from siamese_cd.precision import add_precision_argument  # noqa: F401 - shared by commands
-
-
-def _int_at_least(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An integer of at least 1."""
-    return _int_at_least(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    """An integer of at least 0."""
-    return _int_at_least(text, 0)
 
 
 def probability(text: str) -> float:
@@ -54,23 +39,6 @@ def probability(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {value:g}")
     return value
-
-
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """``--on-missing`` and ``--label-threshold``: how a split's files are paired and read."""
-    parser.add_argument(
-        "--on-missing",
-        choices=("error", "skip"),
-        default="error",
-        help="a file without its counterparts: error (default), or skip it with a warning",
-    )
-    parser.add_argument(
-        "--label-threshold",
-        type=positive_int,
-        default=128,
-        help="mask values at or above it are change (default 128; masks of only 0 and 1 "
-        "are read as 0/1 whatever it is)",
-    )
 
 
 def output_file(path: str, suffixes: tuple[str, ...], what: str):

@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, help="best model file, .keras (default LOGDIR/model.keras)"
     )
+    _add_model_arguments(parser)
+    _add_training_arguments(parser)
+    add_precision_argument(parser)
+    add_data_options(parser)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=("diff", "conc", "ef"), default="diff")
     parser.add_argument("--depth", type=int, default=4, help="encoder levels, 2-6 (default 4)")
     parser.add_argument(
@@ -56,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bce (class-weighted), dice, focal, or a sum such as bce+dice (default bce)",
     )
     parser.add_argument(
+        "--dropout", type=float, default=0.2, help="spatial dropout of the model (default 0.2)"
+    )
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--lr",
         type=float,
         default=None,
@@ -68,7 +81,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="train on one random crop of this side per scene and epoch (large scenes)",
     )
-    add_precision_argument(parser)
     parser.add_argument(
         "--early-stopping",
         type=positive_int,
@@ -83,9 +95,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--dropout", type=float, default=0.2, help="spatial dropout of the model (default 0.2)"
-    )
-    parser.add_argument(
         "--distribute",
         choices=("auto", "none", "mirrored", "multi-worker"),
         default="auto",
@@ -93,7 +102,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "writes the model and logs); auto (default): multi-worker with TF_CONFIG, mirrored "
         "with several GPUs, else none. --batch-size is the global batch",
     )
-    add_data_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -304,6 +304,29 @@ class DecodedCache:
         return cls(directory)
 
 
+def _decoded_in_order(read_pair: ReadPair, count: int, workers: int):
+    """Scenes ``0 .. count - 1`` decoded in `workers` threads, yielded in order."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        # A bounded window of pending decodes keeps memory flat on any split size.
+        pending: deque = deque()
+        next_index = 0
+        for _ in range(count):
+            while next_index < count and len(pending) < 2 * max(1, workers):
+                pending.append(pool.submit(read_pair, next_index))
+                next_index += 1
+            yield pending.popleft().result()
+
+
+def _check_like_first(path: Path, image: np.ndarray, first: tuple) -> None:
+    """A cached split holds one band count and pixel type: those of its first image."""
+    if (image.shape[-1], image.dtype) != first[1:]:
+        raise DatasetError(
+            f"{path}: {image.shape[-1]} band(s) of {image.dtype}, but {first[0]} has "
+            f"{first[1]} of {first[2]}; a cached split needs one band count and pixel type "
+            "(select bands with bands=)"
+        )
+
+
 def _write_store(
     folder: Path,
     pairs: Sequence[Pair],
@@ -324,31 +347,14 @@ def _write_store(
         total=count, desc=f"Caching decoded pairs in {final}", unit="pair", disable=not progress
     )
     try:
-        with (
-            open(folder / DATA_NAME, "wb") as out,
-            ThreadPoolExecutor(max(1, workers)) as pool,
-        ):
-            # A bounded window of pending decodes keeps memory flat on any split size.
-            pending: deque = deque()
-            next_index = 0
-            for i in range(count):
-                while next_index < count and len(pending) < 2 * max(1, workers):
-                    pending.append(pool.submit(read_pair, next_index))
-                    next_index += 1
-                t1, t2, mask = pending.popleft().result()
-                if first is None:
-                    first = (pairs[i].t1, t1.shape[-1], t1.dtype)
+        with open(folder / DATA_NAME, "wb") as out:
+            for i, (t1, t2, mask) in enumerate(_decoded_in_order(read_pair, count, workers)):
+                first = first or (pairs[i].t1, t1.shape[-1], t1.dtype)
                 for path, image in ((pairs[i].t1, t1), (pairs[i].t2, t2)):
-                    if (image.shape[-1], image.dtype) != first[1:]:
-                        raise DatasetError(
-                            f"{path}: {image.shape[-1]} band(s) of {image.dtype}, but "
-                            f"{first[0]} has {first[1]} of {first[2]}; a cached split needs "
-                            "one band count and pixel type (select bands with bands=)"
-                        )
+                    _check_like_first(path, image, first)
                 offsets[i] = position
                 shapes[i] = t1.shape[:2]
-                arrays = (t1, t2) + ((mask,) if labelled else ())
-                for array in arrays:
+                for array in (t1, t2) + ((mask,) if labelled else ()):
                     data = np.ascontiguousarray(array)
                     out.write(memoryview(data).cast("B"))
                     position += data.nbytes

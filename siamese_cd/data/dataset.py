@@ -66,6 +66,24 @@ def _split_name(root: Path | None, pairs: PairList) -> str:
     return pairs[0].t1.parent.parent.name or "split"
 
 
+def _open_source(root, layout: dict, folders: dict, reading: dict) -> SampleSource:
+    """The sample source of a split: a scene layout's own reader (OSCD, AirChange, scene
+    folders, with `layout` = split and file names), or pairs of files found by name."""
+    source = open_scene_source(root, **layout, **reading)
+    if source is not None:
+        return source
+    if layout["split"] is not None:
+        raise DatasetError(
+            f"{root}: split= picks a split of a scene layout ({describe_scene_layouts()}); "
+            "this folder is not one, so give the split's own folder as root"
+        )
+    pairs = _read_pairs(
+        root, folders["t1_dir"], folders["t2_dir"], folders["label_dir"], folders["on_missing"]
+    )
+    root = Path(root) if root is not None else None
+    return SampleSource(pairs, name=_split_name(root, pairs), **reading)
+
+
 class PairedImageDataset(keras.utils.PyDataset):
     """Batches `((t1, t2), mask)` from a change-detection split, pairing files by name.
 
@@ -215,31 +233,12 @@ class PairedImageDataset(keras.utils.PyDataset):
             workers=self.workers,
             progress=progress,
         )
-        # Scene layouts (OSCD, AirChange, scene folders) bring their own reader and split.
-        self.source = open_scene_source(
+        self.source = _open_source(
             root,
-            split=split,
-            bands=bands,
-            scene_files=scene_files,
-            label_threshold=label_threshold,
-            grayscale=grayscale,
-            **options,
+            dict(split=split, scene_files=scene_files),
+            dict(t1_dir=t1_dir, t2_dir=t2_dir, label_dir=label_dir, on_missing=on_missing),
+            dict(bands=bands, label_threshold=label_threshold, grayscale=grayscale, **options),
         )
-        if self.source is None:
-            if split is not None:
-                raise DatasetError(
-                    f"{root}: split= picks a split of a scene layout ({describe_scene_layouts()}); "
-                    "this folder is not one, so give the split's own folder as root"
-                )
-            pairs = _read_pairs(root, t1_dir, t2_dir, label_dir, on_missing)
-            self.source = SampleSource(
-                pairs,
-                bands=bands,
-                grayscale=grayscale,
-                label_threshold=label_threshold,
-                name=_split_name(self.root, pairs),
-                **options,
-            )
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = self._check_augment(augment)

@@ -33,6 +33,7 @@ from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, Trainin
 from siamese_cd.loss_names import loss_name_arg
 from siamese_cd.losses import pos_weight_from_fraction
 from siamese_cd.models.siamese import VARIANTS
+from siamese_cd.options import add_data_options, positive_int
 from siamese_cd.precision import add_precision_argument, choose_precision
 from siamese_cd.tuning.devices import configure_devices, distributed_role
 from siamese_cd.tuning.results import TrialSummary, export_best, format_table, summarize_trials
@@ -42,13 +43,6 @@ from siamese_cd.tuning.tuners import TUNERS, make_tuner
 SETTINGS_NAME = "search_settings.json"
 TENSORBOARD_DIR = "tensorboard"
 COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,24 +64,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-trials",
-        type=_positive_int,
+        type=positive_int,
         help="trials to run (default 10; Hyperband: no cap, it plans its own trials)",
     )
     parser.add_argument(
         "--max-epochs",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="epochs per trial; Hyperband's largest budget (default 20)",
     )
     parser.add_argument(
         "--hyperband-factor", type=int, default=3, help="Hyperband reduction factor (default 3)"
     )
-    parser.add_argument("--executions-per-trial", type=_positive_int, default=1)
+    parser.add_argument("--executions-per-trial", type=positive_int, default=1)
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=16, help="global batch (default 16)"
+        "--batch-size", type=positive_int, default=16, help="global batch (default 16)"
     )
     parser.add_argument(
-        "--crop-size", type=_positive_int, help="train on one random crop of this side per scene"
+        "--crop-size", type=positive_int, help="train on one random crop of this side per scene"
     )
     parser.add_argument("--directory", default="logs/tuning", help="default logs/tuning")
     parser.add_argument("--project-name", default="siamese_cd", help="default siamese_cd")
@@ -96,19 +90,7 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="default 0")
-    # As `siamese_cd.cli.arguments.add_data_options` (the tuning package imports no CLI).
-    parser.add_argument(
-        "--on-missing",
-        choices=("error", "skip"),
-        default="error",
-        help="a file without its counterparts: error (default), or skip it with a warning",
-    )
-    parser.add_argument(
-        "--label-threshold",
-        type=_positive_int,
-        default=128,
-        help="mask values at or above it are change (default 128)",
-    )
+    add_data_options(parser)
     parser.add_argument(
         "--gpus", type=int, help="GPUs to use (default all; 0 = CPU); >1 trains each trial on all"
     )
@@ -121,9 +103,9 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
         "search, KERASTUNER_* variables)",
     )
     parser.add_argument(
-        "--max-model-size", type=_positive_int, help="skip models with more trainable params"
+        "--max-model-size", type=positive_int, help="skip models with more trainable params"
     )
-    parser.add_argument("--top", type=_positive_int, default=5, help="trials in the summary")
+    parser.add_argument("--top", type=positive_int, default=5, help="trials in the summary")
     parser.add_argument(
         "--image-samples",
         type=int,
@@ -147,7 +129,7 @@ def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
     space.add_argument(
         "--filters",
         nargs="+",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="first-level widths (default 8 16 32); level k tries them x 2^(k-1)",
     )
