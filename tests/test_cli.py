@@ -32,6 +32,8 @@ def test_train_flags_parse():
     defaults = parse(["train", "d"])
     assert defaults.filters == 16 and defaults.loss == "bce" and defaults.early_stopping is None
     assert defaults.precision == "auto" and defaults.epochs == 50
+    assert defaults.choose_threshold  # the threshold is chosen on DATA/val unless told not to
+    assert not parse(["train", "d", "--no-choose-threshold"]).choose_threshold
     assert parse(["train", "d", "--precision", "bfloat16"]).precision == "bfloat16"
     for command in (["evaluate", "m", "d"], ["predict", "m", "a", "b", "-o", "x.png"]):
         assert parse([*command, "--precision", "float32"]).precision == "float32"

@@ -66,7 +66,11 @@ def test_train_command_writes_logs_model_and_test_scores(synthetic, tmp_path, ca
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "Test split (24 pairs, whole images, threshold 0.5)" in printed
+    # The threshold chosen on the validation split is saved with the model and scores the test.
+    chosen = re.search(r"Decision threshold (0\.\d+) \(val_f1 [\d.]+ there\) saved", printed)
+    assert chosen is not None, printed
+    threshold = float(chosen.group(1))
+    assert f"Test split (24 pairs, whole images, threshold {threshold:g})" in printed
     for name in ("precision", "recall", "f1", "iou"):
         assert f" {name} 0." in printed or f" {name} 1.0000" in printed
     assert (logdir / "model.keras").is_file()
@@ -74,6 +78,7 @@ def test_train_command_writes_logs_model_and_test_scores(synthetic, tmp_path, ca
 
     saved = keras.saving.load_model(logdir / "model.keras")
     assert saved.preprocessor.scaling == "unit"  # "auto" on 8-bit images
+    assert saved.threshold == pytest.approx(threshold, abs=5e-4)
 
     _, val_f1 = scalar_values(logdir / "validation", "epoch_f1")
     assert len(val_f1) == 2 and all(0.0 <= v <= 1.0 for v in val_f1)

@@ -89,9 +89,11 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--choose-threshold",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="after training, choose the decision threshold with the best F1 on DATA/val and "
-        "save it with the model (evaluate and predict use it); default: 0.5",
+        "save it with the model, which evaluate and predict then use (default); "
+        "--no-choose-threshold keeps 0.5",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(

@@ -91,8 +91,10 @@ class SiameseChangeModel(keras.Model):
         threshold: probability at or above which a pixel counts as change in the metrics.
         preprocessing: ``"auto"`` (default), ``"unit"``, ``"standardize"``, or a config from
             `siamese_cd.models.preprocessing.preprocessing_config`.
-        init: ``"glorot"`` (Keras's Glorot-uniform kernels, zero biases) or ``"torch"``
-            (kernels and biases from U(±1/sqrt(fan_in)), as the published PyTorch code).
+        init: ``"torch"`` (default: kernels and biases from U(±1/sqrt(fan_in)), as the
+            published PyTorch code initialises them; the recipe ablation in
+            ``benchmarks/recipe_ablation.py`` chose it) or ``"glorot"`` (Keras's
+            Glorot-uniform kernels, zero biases).
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
 
     Example:
@@ -122,7 +124,7 @@ class SiameseChangeModel(keras.Model):
         num_classes: int = 1,
         threshold: float = 0.5,
         preprocessing: str | dict = "auto",
-        init: str = "glorot",
+        init: str = "torch",
         **kwargs,
     ):
         check_architecture(variant, depth, num_classes, dropout, in_channels, init)

@@ -116,7 +116,8 @@ class TestFaithfulRecipe(TestCase):
             assert np.abs(bias).max() > 0  # PyTorch biases are not zero
         up = model.backbone.get_layer("dec2_up").weights[0]
         assert np.abs(np.asarray(up)).max() <= 1 / np.sqrt(9 * 16)
-        glorot = SiameseChangeModel(depth=2, filters=8, preprocessing="unit")
+        assert SiameseChangeModel(depth=2, filters=2, preprocessing="unit").init == "torch"
+        glorot = SiameseChangeModel(depth=2, filters=8, preprocessing="unit", init="glorot")
         bias = glorot.backbone.get_layer("encoder").get_layer("enc1_1_conv").weights[1]
         assert not np.asarray(bias).any()  # Keras: zero biases
         with pytest.raises(ConfigError, match="init must be one of"):
