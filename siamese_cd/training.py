@@ -77,6 +77,8 @@ class TrainSettings:
             False keeps 0.5.
         seed: seed of weights, shuffling and augmentation.
         dropout: spatial dropout of the model (0 makes a step deterministic).
+        init: ``"torch"`` or ``"glorot"`` initialisation of the convolutions (see
+            `SiameseChangeModel`).
         distribute: ``"auto"``, ``"none"``, ``"mirrored"`` or ``"multi-worker"``
             (`siamese_cd.distribute`); ``batch_size`` is then the global batch.
         label_threshold: mask values at or above it are change.
@@ -102,6 +104,7 @@ class TrainSettings:
     seed: int = 0
     verbose: int | None = None
     dropout: float = 0.2
+    init: str = "torch"
     distribute: str = "auto"
     label_threshold: int = 128
     on_missing: str = "error"
@@ -202,6 +205,7 @@ def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel
             in_channels=in_channels,
             preprocessing=settings.preprocessing,
             dropout=settings.dropout,
+            init=settings.init,
         )
     finally:
         keras.mixed_precision.set_global_policy(policy)

@@ -273,9 +273,10 @@ tf.config.set_logical_device_configuration(
 from siamese_cd.training import TrainSettings, train_on_folder
 out = {}
 for mode in ("none", "mirrored"):
+    # Glorot's zero biases keep the two reductions' float drift under 1e-4 over two epochs.
     settings = TrainSettings(epochs=2, batch_size=4, depth=2, filters=2, dropout=0,
                              augment=False, log_dir=sys.argv[2] + "/" + mode, verbose=0,
-                             distribute=mode, precision="float32")
+                             distribute=mode, precision="float32", init="glorot")
     history = train_on_folder(sys.argv[1], settings).history
     out[mode] = {k: history[k] for k in ("loss", "f1", "val_loss", "val_f1")}
 print("RESULT", json.dumps(out))

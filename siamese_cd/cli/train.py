@@ -65,6 +65,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dropout", type=float, default=0.2, help="spatial dropout of the model (default 0.2)"
     )
+    parser.add_argument(
+        "--init",
+        choices=("torch", "glorot"),
+        default="torch",
+        help="initialisation of the convolutions: torch (U(+-1/sqrt(fan_in)), the default) "
+        "or glorot (Keras's)",
+    )
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         choose_threshold=args.choose_threshold,
         seed=args.seed,
         dropout=args.dropout,
+        init=args.init,
         distribute=args.distribute,
         label_threshold=args.label_threshold,
         on_missing=args.on_missing,
