@@ -28,18 +28,15 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from siamese_cd.errors import ConfigError, DatasetError
+from siamese_cd.data.windows import PAPER_PATCH, patch_for, patches_per_scene
+from siamese_cd.errors import ConfigError
 
 DATASETS = ("oscd", "airchange")
 VARIANT_NAMES = {"ef": "FC-EF", "conc": "FC-Siam-conc", "diff": "FC-Siam-diff"}
-PATCH = 96
 BATCH_SIZE = 32
 EPOCHS = 50
 # OSCD train cities held out for scoring when the test labels are not in the download.
@@ -79,6 +76,8 @@ class ReproduceSettings:
         batch_size: patches per batch.
         seed: seed of patch drawing, shuffling and augmentation.
         tta: score with the 8 flips and rotations averaged.
+        precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``
+            (`siamese_cd.precision.set_precision`) for training and scoring.
         progress: show progress bars.
     """
 
@@ -91,6 +90,7 @@ class ReproduceSettings:
     batch_size: int | None = None
     seed: int = 0
     tta: bool = False
+    precision: str = "auto"
     progress: bool = True
 
     def __post_init__(self):
@@ -142,37 +142,17 @@ def _scoring_split(data, settings: ReproduceSettings) -> tuple[object, object, s
     """(train split, test split, note): the standard split, or OSCD's held-out train cities."""
     if settings.dataset == "airchange":
         return "train", "test", "standard split: test Szada/1 and Tiszadob/3, top-left 784x448"
-    from siamese_cd.data.oscd import find_oscd, split_cities
+    from siamese_cd.data.scene_layouts import hold_out, split_scenes
 
     test = _dataset(data, "test", settings, batch_size=1)
     if test.labelled:
         return "train", "test", f"standard split: {len(test.pairs)} test cities"
-    images, _ = find_oscd(data)
-    cities = split_cities(images, "train")
-    held = cities[-min(HOLDOUT, len(cities) // 2) :]
-    if not held:
-        raise DatasetError(f"{data}: too few OSCD train cities to hold some out for scoring")
+    kept, held = hold_out(split_scenes(data, "train"), HOLDOUT)
     note = (
         "OSCD test labels are not in this download (a separate release): scored on held-out "
-        f"train cities {', '.join(held)}, trained on the other {len(cities) - len(held)}"
+        f"train cities {', '.join(held)}, trained on the other {len(kept)}"
     )
-    return [c for c in cities if c not in held], held, note
-
-
-def patches_per_scene(sizes: np.ndarray, patch: int) -> int:
-    """Patches per scene and epoch: as many as a stride of half a patch cuts, on average.
-
-    Example:
-        >>> patches_per_scene(np.array([[480, 480], [240, 480]]), 96)  # (9 * 9 + 4 * 9) / 2
-        58
-    """
-    stride = max(1, patch // 2)
-    counts = [
-        (max(1, math.ceil((h - patch) / stride) + 1))
-        * (max(1, math.ceil((w - patch) / stride) + 1))
-        for h, w in sizes
-    ]
-    return max(1, round(float(np.mean(counts))))
+    return kept, held, note
 
 
 def load_splits(data, settings: ReproduceSettings) -> Splits:
@@ -180,9 +160,9 @@ def load_splits(data, settings: ReproduceSettings) -> Splits:
     train_split, test_split, note = _scoring_split(data, settings)
     probe = _dataset(data, train_split, settings, batch_size=1)
     sizes = probe.source.scene_sizes()
-    patch = PATCH
+    patch = PAPER_PATCH
     if settings.quick:  # the fake and smallest scenes are smaller than 96 pixels
-        patch = min(PATCH, int(sizes.min()) // 2**settings.depth * 2**settings.depth)
+        patch = patch_for(sizes, PAPER_PATCH, 2**settings.depth)
     per_scene = 2 if settings.quick else patches_per_scene(sizes, patch)
     train = _dataset(
         data,
@@ -271,11 +251,20 @@ def reproduce(data: str | Path, settings: ReproduceSettings) -> tuple[list[dict]
     Writes ``<log_dir>/reproduce-<dataset>-<bands>/<variant>/{model.keras, history.csv,
     scores.json, row.json}`` and ``table.txt`` and ``settings.json`` beside them.
     """
+    import keras
+
+    from siamese_cd.precision import set_precision
+
     splits = load_splits(data, settings)
     run = settings.run_dir()
     run.mkdir(parents=True, exist_ok=True)
     (run / "settings.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
-    rows = [train_variant(variant, splits, settings) for variant in settings.variants]
+    policy = keras.mixed_precision.global_policy()
+    set_precision(settings.precision)  # the models built from here on compute in it
+    try:
+        rows = [train_variant(variant, splits, settings) for variant in settings.variants]
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     table = format_table(rows, settings, splits.note)
     (run / "table.txt").write_text(table + "\n")
     return rows, table

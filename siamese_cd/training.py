@@ -35,6 +35,7 @@ import keras
 from siamese_cd.atomic import atomic_path
 from siamese_cd.callbacks import BestCheckpoint, MaskImageLogger, NaNGuard, write_scores
 from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.splits import DatasetSplits, training_splits
 from siamese_cd.distribute import resolve_mode
 from siamese_cd.distributed_training import mirrored_model, train_multi_worker
 from siamese_cd.errors import ConfigError, DatasetError, TrainingError
@@ -83,6 +84,8 @@ class TrainSettings:
             (`siamese_cd.distribute`); ``batch_size`` is then the global batch.
         label_threshold: mask values at or above it are change.
         on_missing: ``"error"`` or ``"skip"`` files without their counterparts.
+        bands: OSCD bands, ``"rgb"``, ``"all"`` or a list of names (None: all 13); only for
+            OSCD.
         verbose: Keras verbosity; None is one line per epoch when output is not a terminal.
     """
 
@@ -108,6 +111,7 @@ class TrainSettings:
     distribute: str = "auto"
     label_threshold: int = 128
     on_missing: str = "error"
+    bands: str | list[str] | None = None
 
     @property
     def model_path(self) -> Path:
@@ -131,15 +135,6 @@ class TrainSettings:
 
 
 @dataclass
-class Splits:
-    """The datasets of a training run; `test` is None without a test split."""
-
-    train: PairedImageDataset
-    val: PairedImageDataset
-    test: PairedImageDataset | None = None
-
-
-@dataclass
 class TrainResult:
     """What `train_on_folder` produced."""
 
@@ -148,49 +143,29 @@ class TrainResult:
     test_scores: dict[str, float] | None = field(default=None)
 
 
-def split_folder(data_dir: Path, split: str, required: bool = True) -> Path | None:
-    """``data_dir/split`` if it is a folder; None if missing and not `required`.
-
-    Raises:
-        DatasetError: if a required split folder is missing.
-    """
-    folder = Path(data_dir) / split
-    if folder.is_dir():
-        return folder
-    if required:
-        raise DatasetError(f"{data_dir}: no {split}/ folder (expected train/, val/, test/)")
-    return None
-
-
 def format_scores(scores: dict[str, float]) -> str:
     """``"precision 0.9000  recall ..."`` in the order of `SCORE_NAMES`."""
     return "  ".join(f"{name} {scores[name]:.4f}" for name in SCORE_NAMES if name in scores)
 
 
-def load_splits(data_dir: str | Path, settings: TrainSettings) -> Splits:
-    """Pair the files of ``train/``, ``val/`` and ``test/`` (if present), raw pixels as stored.
+def load_splits(data_dir: str | Path, settings: TrainSettings) -> DatasetSplits:
+    """The training, validation and test splits of `data_dir`, raw pixels as stored.
 
-    The test split is paired now, so a broken one fails before training rather than after.
+    Split folders, or OSCD and AirChange with their own split
+    (`siamese_cd.data.splits.training_splits`). The test split is paired now, so a broken
+    one fails before training rather than after.
     """
-    data_dir = Path(data_dir)
-    train_dir, val_dir = split_folder(data_dir, "train"), split_folder(data_dir, "val")
-    test_dir = split_folder(data_dir, "test", required=False)
-    reading = dict(
+    return training_splits(
+        data_dir,
         batch_size=settings.batch_size,
+        augment=settings.augment,
+        seed=settings.seed,
+        crop_size=settings.crop_size,
+        multiple=2**settings.depth,
+        bands=settings.bands,
         label_threshold=settings.label_threshold,
         on_missing=settings.on_missing,
     )
-    train = PairedImageDataset(
-        train_dir,
-        augment=settings.augment,
-        shuffle=True,
-        seed=settings.seed,
-        crop_size=settings.crop_size,
-        **reading,
-    )
-    val = PairedImageDataset(val_dir, **reading)
-    test = PairedImageDataset(test_dir, **reading) if test_dir else None
-    return Splits(train, val, test)
 
 
 def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel:
@@ -294,7 +269,8 @@ def train_on_folder(
     `siamese_cd.distributed_training`).
 
     Args:
-        data_dir: folder holding ``train/``, ``val/`` and optionally ``test/`` splits.
+        data_dir: folder holding ``train/``, ``val/`` and optionally ``test/`` splits, or an
+            OSCD or AirChange download (`siamese_cd.data.splits` says how it is split).
         settings: how to train; or give its fields as keyword `options` instead.
         **options: fields of `TrainSettings`, e.g. ``epochs=10, depth=3``.
 
@@ -321,7 +297,9 @@ def train_on_folder(
     keras.utils.set_random_seed(settings.seed)
     splits = load_splits(data_dir, settings)
     print(
-        f"Training on {len(splits.train.pairs)} pairs, validating on {len(splits.val.pairs)} pairs."
+        splits.note
+        or f"Training on {len(splits.train.pairs)} pairs, validating on "
+        f"{len(splits.val.pairs)} pairs."
     )
     resuming = settings.backup_dir.is_dir()
     if resuming:

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from siamese_cd.cli import main
+from siamese_cd.data.windows import patches_per_scene
 from siamese_cd.errors import ConfigError
-from siamese_cd.reproduce import PUBLISHED, ReproduceSettings, patches_per_scene
+from siamese_cd.reproduce import PUBLISHED, ReproduceSettings
 from tests.fake_datasets import write_airchange, write_oscd
 
 

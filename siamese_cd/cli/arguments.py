@@ -86,3 +86,24 @@ def bands_arg(text: str) -> list[int]:
     if any(b < 1 for b in bands):
         raise argparse.ArgumentTypeError(f"bands are counted from 1: {text!r}")
     return bands
+
+
+def oscd_bands_arg(text: str) -> str | list[str]:
+    """OSCD bands: ``rgb``, ``all``, or names such as ``B04,B03,B02,B08``."""
+    if text in ("rgb", "all"):
+        return text
+    names = [part.strip().upper() for part in text.split(",") if part.strip()]
+    if not names or not all(name.startswith("B") for name in names):
+        raise argparse.ArgumentTypeError(f"expected rgb, all, or names like B04,B08: {text!r}")
+    return names
+
+
+def add_oscd_bands_argument(parser: argparse.ArgumentParser, default_help: str) -> None:
+    """``--bands`` of commands that read OSCD (its bands by name)."""
+    parser.add_argument(
+        "--bands",
+        type=oscd_bands_arg,
+        default=None,
+        help=f"OSCD bands: rgb (B04,B03,B02), all (the 13), or names like B04,B03,B02,B08 "
+        f"(default: {default_help})",
+    )

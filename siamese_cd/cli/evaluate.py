@@ -7,6 +7,7 @@ import sys
 
 from siamese_cd.cli.arguments import (
     add_data_options,
+    add_oscd_bands_argument,
     add_precision_argument,
     output_file,
     positive_int,
@@ -23,8 +24,14 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .keras model")
-    parser.add_argument("data", help="folder holding the split folder")
-    parser.add_argument("--split", default="test", help="split folder name (default test)")
+    parser.add_argument(
+        "data", help="folder holding the split folder, or an OSCD or AirChange download"
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="split folder name, or the split of OSCD or AirChange (default test)",
+    )
     parser.add_argument(
         "--tile-size", type=positive_int, help="score tiles of this side (default whole images)"
     )
@@ -37,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold", type=probability, default=None, help="default: the model's (0.5)"
     )
     add_precision_argument(parser)
+    add_oscd_bands_argument(parser, "rgb for a 3-band model, all for a 13-band one")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="default 16")
     parser.add_argument(
         "--tta", action="store_true", help="average the 8 flips and rotations (8x slower)"
@@ -49,11 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from siamese_cd.data.dataset import PairedImageDataset
-    from siamese_cd.errors import ConfigError
+    from siamese_cd.data.oscd import NAME as OSCD
+    from siamese_cd.data.scene_layouts import scene_layout
+    from siamese_cd.data.splits import open_split
+    from siamese_cd.errors import ConfigError, DatasetError
     from siamese_cd.evaluation import evaluate
     from siamese_cd.inference import load_change_model
-    from siamese_cd.training import split_folder
 
     if args.tile_stride is not None and args.tile_size is None:
         raise ConfigError("--tile-stride needs --tile-size")
@@ -63,9 +72,21 @@ def run(args: argparse.Namespace) -> int:
     if args.per_image:
         output_file(args.per_image, (".csv",), "per-image scores")
     progress = sys.stderr.isatty()
-    split = split_folder(Path(args.data), args.split)
-    dataset = PairedImageDataset(
-        split,
+    from siamese_cd.precision import set_precision
+
+    set_precision(args.precision)
+    model, bands = None, args.bands
+    if bands is None and scene_layout(args.data) == OSCD:
+        # OSCD reads any of its 13 bands: take as many as the model was trained on.
+        model = load_change_model(args.model)
+        channels = getattr(model, "in_channels", None)
+        bands = {3: "rgb", 13: "all"}.get(channels)
+        if bands is None:
+            raise ConfigError(f"{args.model} takes {channels} bands: give --bands")
+    dataset = open_split(
+        args.data,
+        args.split,
+        bands=bands,
         batch_size=args.batch_size,
         tile_size=args.tile_size,
         tile_stride=args.tile_stride,
@@ -73,13 +94,14 @@ def run(args: argparse.Namespace) -> int:
         on_missing=args.on_missing,
         progress=progress,
     )
-    from siamese_cd.precision import set_precision
-
-    set_precision(args.precision)
-    model = load_change_model(args.model)
-    result = evaluate(
-        model, dataset, args.threshold, split=str(split), progress=progress, tta=args.tta
-    )
+    if not dataset.labelled:
+        raise DatasetError(
+            f"{args.data}: the {args.split} split has no labels to score against (OSCD's test "
+            "labels are a separate release: unpack them beside the images)"
+        )
+    model = model or load_change_model(args.model)
+    where = str(Path(args.data) / args.split)
+    result = evaluate(model, dataset, args.threshold, split=where, progress=progress, tta=args.tta)
     print(result.format())
     if args.json:
         result.write_json(args.json)

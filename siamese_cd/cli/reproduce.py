@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from siamese_cd.cli.arguments import positive_int
+from siamese_cd.cli.arguments import add_precision_argument, positive_int
 
 HELP = "reproduce the paper's results on OSCD or AirChange"
 DESCRIPTION = (
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="score with 8-fold TTA")
     parser.add_argument("--seed", type=int, default=0, help="default 0")
     parser.add_argument("--log-dir", default="logs", help="default logs")
+    add_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         tta=args.tta,
+        precision=args.precision,
         progress=sys.stderr.isatty(),
     )
     _, table = reproduce(args.data, settings)

@@ -6,6 +6,7 @@ import argparse
 
 from siamese_cd.cli.arguments import (
     add_data_options,
+    add_oscd_bands_argument,
     add_precision_argument,
     filters_arg,
     loss_name,
@@ -18,13 +19,18 @@ DESCRIPTION = (
     "a learning rate decayed every epoch, class-weighted cross-entropy) with flips and "
     "rotations. Pixels are read as stored and scaled inside the model (--preprocessing). "
     "Keeps the checkpoint with the best val_f1 and scores it on DATA/test when that split "
-    "exists."
+    "exists. DATA may also be an OSCD or AirChange download: it is trained on 96x96 crops "
+    "of its training scenes, validated on two held-out ones and scored on its test split."
 )
 PREPROCESSING = ("auto", "unit", "standardize")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", help="folder holding train/ and val/ (and optionally test/)")
+    parser.add_argument(
+        "data",
+        help="folder holding train/ and val/ (and optionally test/), or an OSCD or AirChange "
+        "download",
+    )
     parser.add_argument("--epochs", type=positive_int, default=50, help="epochs (default 50)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="default 16")
     parser.add_argument(
@@ -36,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
     _add_training_arguments(parser)
     add_precision_argument(parser)
+    add_oscd_bands_argument(parser, "all 13")
     add_data_options(parser)
 
 
@@ -86,7 +93,8 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--crop-size",
         type=positive_int,
-        help="train on one random crop of this side per scene and epoch (large scenes)",
+        help="train on one random crop of this side per scene and epoch (large scenes; OSCD "
+        "and AirChange: 96, several per scene)",
     )
     parser.add_argument(
         "--early-stopping",
@@ -138,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         distribute=args.distribute,
         label_threshold=args.label_threshold,
         on_missing=args.on_missing,
+        bands=args.bands,
     )
     train_on_folder(args.data, settings)
     return 0

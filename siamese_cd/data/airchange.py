@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from siamese_cd.data.scenes import FolderSceneSource, find_scenes, is_scene_folder
@@ -64,20 +65,32 @@ def is_airchange(root: str | Path) -> bool:
     return root.is_dir() and bool(_site_scenes(root))
 
 
-def airchange_scenes(root: str | Path, split: str = "train") -> tuple[list[str], list]:
+def airchange_scenes(
+    root: str | Path, split: str | Sequence[str] = "train"
+) -> tuple[list[str], list]:
     """The scene names and regions of an AirChange split.
 
     ``"train"``: every Szada and Tiszadob scene but the test scenes, whole. ``"test"``:
     ``Szada/1`` and ``Tiszadob/3`` cut to `TEST_REGION`. ``"all"``: every Szada and Tiszadob
-    scene, whole.
+    scene, whole. A list of scene names (``["Szada/2", "Tiszadob/1"]``): those scenes, whole.
 
     Raises:
-        DatasetError: for an unknown split, or a test scene that is missing.
+        DatasetError: for an unknown split or scene, or a test scene that is missing.
     """
     root = Path(root)
-    if split not in SPLITS:
-        raise DatasetError(f"{root}: AirChange split must be one of {SPLITS}, got {split!r}")
     scenes = _site_scenes(root)
+    if not isinstance(split, str):
+        chosen = [str(scene) for scene in split]
+        unknown = [scene for scene in chosen if scene not in scenes]
+        if unknown or not chosen:
+            raise DatasetError(
+                f"{root}: no AirChange scene {unknown or chosen!r} (scenes: {', '.join(scenes)})"
+            )
+        return chosen, [None] * len(chosen)
+    if split not in SPLITS:
+        raise DatasetError(
+            f"{root}: AirChange split must be one of {SPLITS} or a list of scenes, got {split!r}"
+        )
     if split == "all":
         return scenes, [None] * len(scenes)
     if split == "train":
@@ -91,9 +104,11 @@ def airchange_scenes(root: str | Path, split: str = "train") -> tuple[list[str],
     return list(TEST_SCENES), [TEST_REGION] * len(TEST_SCENES)
 
 
-def airchange_source(root: str | Path, split: str = "train", **options) -> FolderSceneSource:
+def airchange_source(
+    root: str | Path, split: str | Sequence[str] = "train", **options
+) -> FolderSceneSource:
     """A `FolderSceneSource` of an AirChange split; `options` go to `SampleSource`."""
     scenes, regions = airchange_scenes(root, split)
     pairs = find_scenes(root, FILES, scenes)
-    options.setdefault("name", f"airchange-{split}")
+    options.setdefault("name", f"airchange-{split if isinstance(split, str) else 'scenes'}")
     return FolderSceneSource(pairs, regions=regions, label_threshold=LABEL_THRESHOLD, **options)

@@ -59,13 +59,17 @@ def fingerprint(pairs: Sequence[Pair], options: dict) -> str:
     digest.update(json.dumps({"format": CACHE_FORMAT, **options}, sort_keys=True).encode())
     for pair in pairs:
         for role, path in pair.files():
-            try:
-                stat = os.stat(path)
-            except OSError as error:
-                raise DatasetError(f"{path}: cannot read file information ({error})") from error
-            digest.update(
-                f"{role}\0{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
-            )
+            # A date of OSCD is a folder of band files: a band rewritten in place changes
+            # neither the folder's size nor its time, so each file counts.
+            files = sorted(Path(path).iterdir()) if os.path.isdir(path) else [path]
+            for file in files:
+                try:
+                    stat = os.stat(file)
+                except OSError as error:
+                    raise DatasetError(f"{file}: cannot read file information ({error})") from error
+                digest.update(
+                    f"{role}\0{os.path.abspath(file)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+                )
     return digest.hexdigest()
 
 

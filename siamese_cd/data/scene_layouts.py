@@ -33,6 +33,8 @@ from siamese_cd.data.source import SampleSource
 from siamese_cd.errors import DatasetError
 
 SCENE_FOLDERS = "scene folders"
+# The layouts that carry their own train/test split.
+SPLIT_LAYOUTS = (oscd.NAME, airchange.NAME)
 
 
 def describe_scene_layouts() -> str:
@@ -110,6 +112,39 @@ def open_scene_source(
     if label_threshold is not None:
         options["label_threshold"] = label_threshold
     return FolderSceneSource(find_scenes(root, names), bands=bands, **options)
+
+
+def split_scenes(root: str | Path, split: str | Sequence[str]) -> list[str]:
+    """The scene names of a split of an OSCD or AirChange dataset at `root`.
+
+    Raises:
+        DatasetError: if `root` is neither, or for a bad split.
+    """
+    root = Path(root)
+    layout = scene_layout(root)
+    if layout == oscd.NAME:
+        images, _ = oscd.find_oscd(root)
+        return oscd.split_cities(images, split)
+    if layout == airchange.NAME:
+        return airchange.airchange_scenes(root, split)[0]
+    raise DatasetError(f"{root}: not a dataset with its own splits ({', '.join(SPLIT_LAYOUTS)})")
+
+
+def hold_out(scenes: Sequence[str], count: int) -> tuple[list[str], list[str]]:
+    """``(kept, held)``: the last `count` scenes held out (at most half, at least one).
+
+    Example:
+        >>> hold_out(["a", "b", "c", "d", "e"], 2)
+        (['a', 'b', 'c'], ['d', 'e'])
+
+    Raises:
+        DatasetError: with fewer than two scenes.
+    """
+    scenes = list(scenes)
+    held = max(1, min(count, len(scenes) // 2))
+    if len(scenes) < 2:
+        raise DatasetError(f"{len(scenes)} scene(s): too few to hold one out ({scenes})")
+    return scenes[:-held], scenes[-held:]
 
 
 def _need_split(root: Path, layout: str, split, choices: str) -> None:

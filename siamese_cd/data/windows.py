@@ -98,6 +98,39 @@ def cut_windows(arrays: Sequence[np.ndarray | None], boxes: Sequence[Window]) ->
     ]
 
 
+# The side of the paper's random training patches (Daudt et al. 2018), the default crop of
+# scene datasets (OSCD, AirChange) that hold a few large scenes.
+PAPER_PATCH = 96
+
+
+def patch_for(sizes: np.ndarray, patch: int, multiple: int) -> int:
+    """`patch`, made a multiple of `multiple` and no larger than the smallest scene side.
+
+    Example:
+        >>> patch_for(np.array([[640, 952], [70, 90]]), 96, 16)
+        64
+    """
+    fitted = min(patch, int(np.min(sizes))) // multiple * multiple
+    if fitted < multiple:
+        raise DatasetError(
+            f"the smallest scene ({int(np.min(sizes))} px) is smaller than one patch of "
+            f"{multiple} px, the least the network takes"
+        )
+    return fitted
+
+
+def patches_per_scene(sizes: np.ndarray, patch: int) -> int:
+    """Patches per scene and epoch: as many as a stride of half a patch cuts, on average.
+
+    Example:
+        >>> patches_per_scene(np.array([[480, 480], [240, 480]]), 96)  # (9 * 9 + 4 * 9) / 2
+        58
+    """
+    stride = max(1, patch // 2)
+    counts = [tile_count(h, patch, stride) * tile_count(w, patch, stride) for h, w in sizes]
+    return max(1, round(float(np.mean(counts))))
+
+
 def random_window(height: int, width: int, size: tuple[int, int], rng) -> Window:
     """A uniformly placed ``size`` window inside a ``height`` x ``width`` scene."""
     h, w = size

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -29,6 +28,7 @@ import keras_tuner as kt
 
 from siamese_cd.atomic import write_text
 from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.splits import training_splits
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
 from siamese_cd.loss_names import loss_name_arg
 from siamese_cd.losses import pos_weight_from_fraction
@@ -234,42 +234,31 @@ def hypermodel_from_args(
     )
 
 
-def _split_folder(data: Path, split: str) -> Path:
-    if not (data / split).is_dir():
-        raise DatasetError(f"{data}: no {split}/ folder (expected train/ and val/)")
-    return data / split
-
-
 def load_datasets(
     data: str | os.PathLike,
     batch_size: int,
     crop_size: int | None = None,
     seed: int = 0,
+    multiple: int = 2**5,
     **reading,
 ) -> tuple[PairedImageDataset, PairedImageDataset]:
     """Training (shuffled, augmented, optionally cropped) and validation splits of `data`.
 
-    Both yield raw pixels: the models scale them.
+    Split folders, or OSCD and AirChange with their own split, as `siamese-cd train` reads
+    them (`siamese_cd.data.splits.training_splits`); their default crop is a multiple of
+    `multiple` (``2 ** depth`` of the deepest network tried). Both yield raw pixels: the
+    models scale them. `reading`: ``label_threshold=`` and ``on_missing=``.
 
     Raises:
         DatasetError: if `data`, ``train/`` or ``val/`` is missing, or files do not pair.
-        ConfigError: if `crop_size` is given but this `PairedImageDataset` cannot crop.
     """
     data = Path(data)
     if not data.is_dir():
         raise DatasetError(f"{data}: no such folder (expected one holding train/ and val/)")
-    train_dir, val_dir = _split_folder(data, "train"), _split_folder(data, "val")
-    extra = {}
-    if crop_size is not None:
-        if "crop_size" not in inspect.signature(PairedImageDataset).parameters:
-            raise ConfigError("--crop-size needs a PairedImageDataset with crop_size=")
-        extra["crop_size"] = crop_size
-    # `reading`: label_threshold= and on_missing=, as PairedImageDataset takes them.
-    train = PairedImageDataset(
-        train_dir, batch_size=batch_size, augment=True, shuffle=True, seed=seed, **extra, **reading
+    splits = training_splits(
+        data, batch_size=batch_size, crop_size=crop_size, seed=seed, multiple=multiple, **reading
     )
-    val = PairedImageDataset(val_dir, batch_size=batch_size, **reading)
-    return train, val
+    return splits.train, splits.val
 
 
 def _settings(args: argparse.Namespace, hypermodel: ChangeHyperModel) -> dict:
@@ -344,7 +333,10 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     role = distributed_role()
     hypermodel_from_args(args)
     reading = {"label_threshold": args.label_threshold, "on_missing": args.on_missing}
-    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed, **reading)
+    deepest = max(args.depth) if args.depth else 5
+    train, val = load_datasets(
+        args.data, args.batch_size, args.crop_size, args.seed, multiple=2**deepest, **reading
+    )
     project_dir = Path(args.directory) / args.project_name
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
