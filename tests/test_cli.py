@@ -35,8 +35,16 @@ def test_train_flags_parse():
     assert defaults.choose_threshold  # the threshold is chosen on DATA/val unless told not to
     assert not parse(["train", "d", "--no-choose-threshold"]).choose_threshold
     assert parse(["train", "d", "--precision", "bfloat16"]).precision == "bfloat16"
-    for command in (["evaluate", "m", "d"], ["predict", "m", "a", "b", "-o", "x.png"]):
+    for command in (
+        ["evaluate", "m", "d"],
+        ["predict", "m", "a", "b", "-o", "x.png"],
+        ["reproduce", "oscd", "d"],
+    ):
         assert parse([*command, "--precision", "float32"]).precision == "float32"
+    # OSCD bands by name; None lets train read all 13 and evaluate match the model.
+    assert defaults.bands is None and parse(["evaluate", "m", "d"]).bands is None
+    assert parse(["train", "d", "--bands", "rgb"]).bands == "rgb"
+    assert parse(["evaluate", "m", "d", "--bands", "b04,B08"]).bands == ["B04", "B08"]
     assert defaults.lr is None  # the recipe's own learning rate
     assert defaults.preprocessing == "auto" and not defaults.verbose
 
@@ -66,6 +74,7 @@ def test_bad_train_flags_exit_2_with_a_message(flags, message, capsys):
         (["predict", "m", "a", "b", "-o", "o", "--bands", "0,1"], "counted from 1"),
         (["predict", "m", "a", "b", "-o", "o", "--overlap", "-1"], "at least 0"),
         (["evaluate", "m", "d", "--tile-size", "x"], "expected an integer"),
+        (["evaluate", "m", "d", "--bands", "4,3,2"], "names like B04,B08"),
         (["synth", "out", "--train", "-2"], "at least 0"),
     ],
 )

@@ -150,12 +150,13 @@ def training_splits(
     train_options = dict(augment=augment, shuffle=True, seed=seed, progress=progress, **reading)
     if layout in SPLIT_LAYOUTS:
         return _own_splits(data_dir, layout, batch_size, crop_size, multiple, bands, train_options)
+    # Both folders are looked for first, so a missing one is named before any is read.
+    train_dir, val_dir = split_folder(data_dir, "train"), split_folder(data_dir, "val")
     train = PairedImageDataset(
-        split_folder(data_dir, "train"), batch_size=batch_size, crop_size=crop_size,
-        **train_options,
-    )  # fmt: skip
+        train_dir, batch_size=batch_size, crop_size=crop_size, **train_options
+    )
     scoring = dict(batch_size=batch_size, progress=progress, **reading)
-    val = PairedImageDataset(split_folder(data_dir, "val"), **scoring)
+    val = PairedImageDataset(val_dir, **scoring)
     test = open_split(data_dir, "test", required=False, **scoring)
     return DatasetSplits(train, val, test)
 

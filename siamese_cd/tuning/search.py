@@ -332,11 +332,10 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     # Arguments and data are checked first: mistakes surface before TensorFlow starts.
     role = distributed_role()
     hypermodel_from_args(args)
-    reading = {"label_threshold": args.label_threshold, "on_missing": args.on_missing}
-    deepest = max(args.depth) if args.depth else 5
-    train, val = load_datasets(
-        args.data, args.batch_size, args.crop_size, args.seed, multiple=2**deepest, **reading
-    )
+    # The default crops of OSCD and AirChange fit the deepest network searched (default 5).
+    reading = dict(multiple=2 ** max(args.depth or [5]), on_missing=args.on_missing)
+    reading["label_threshold"] = args.label_threshold
+    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed, **reading)
     project_dir = Path(args.directory) / args.project_name
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
