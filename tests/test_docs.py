@@ -135,3 +135,8 @@ def test_example_runs_quickly(script, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1].startswith(LAST_LINE[script]), out.stdout
     assert list(tmp_path.iterdir()) == []  # --quick writes only to a temporary folder
+    if script == "train_sysu_cd.py":  # the published row, then this run's four scores
+        assert "FC-Siam-diff on the SYSU-CD test split" in out.stdout
+        published, ours = out.stdout.strip().splitlines()[-2:]
+        assert published.split()[1:] == ["89.13", "61.21", "72.57", "56.96"]
+        assert len(ours.split()) == 6
