@@ -181,6 +181,8 @@ class _Backup:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# Over 60 lines with its 25-line docstring: set-up, then the epoch loop with its backup and
+# callbacks in one try/finally, which reads best whole.
 def fit_distributed(
     model: keras.Model,
     train,
