@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.oscd import NAME as OSCD
 from siamese_cd.data.scene_layouts import SPLIT_LAYOUTS, hold_out, scene_layout, split_scenes
 from siamese_cd.data.windows import PAPER_PATCH, patch_for, patches_per_scene
 from siamese_cd.errors import DatasetError
@@ -73,10 +74,10 @@ def split_folder(data_dir: str | Path, split: str, required: bool = True) -> Pat
 
 
 def _check_bands(data_dir: Path, layout: str | None, bands) -> None:
-    if bands is not None and layout != SPLIT_LAYOUTS[0]:
+    if bands is not None and layout != OSCD:
         raise DatasetError(
-            f"{data_dir}: bands are chosen by name only for {SPLIT_LAYOUTS[0]}, and this "
-            f"folder is {layout or 'split folders'}"
+            f"{data_dir}: bands are chosen by name only for {OSCD}, and this folder is "
+            f"{layout or 'split folders'}"
         )
 
 
