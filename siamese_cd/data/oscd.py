@@ -27,12 +27,25 @@ whose cities have no labels is read unlabelled (for prediction).
 
 Example:
     >>> import tempfile
-    >>> from tests.fake_datasets import write_oscd
-    >>> root = write_oscd(Path(tempfile.mkdtemp()), train=["paris"], test=["lyon"])
+    >>> import rasterio
+    >>> from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())  # a merged tree: <city>/{imgs_1, imgs_2, cm}
+    >>> for city in ("paris", "lyon"):
+    ...     for date in ("imgs_1", "imgs_2"):
+    ...         (root / city / date).mkdir(parents=True)
+    ...         for band in RGB_BANDS:
+    ...             path = root / city / date / f"S2A_OPER_MSI_L1C_T31UDQ_{band}.tif"
+    ...             with rasterio.open(path, "w", driver="GTiff", width=66, height=60,
+    ...                                count=1, dtype="uint16", crs="EPSG:32631",
+    ...                                transform=rasterio.Affine(10, 0, 0, 0, -10, 0)) as tif:
+    ...                 tif.write(np.full((1, 60, 66), 1500, np.uint16))
+    >>> (root / "paris" / "cm").mkdir()
+    >>> Image.fromarray(np.zeros((60, 66), np.uint8)).save(root / "paris" / "cm" / "cm.png")
+    >>> _ = (root / "train.txt").write_text("paris"), (root / "test.txt").write_text("lyon")
     >>> source = oscd_source(root, split="train", bands="rgb")
     >>> source.pairs[0].stem, source.channels, source.dtype, source.scene_size(0)
     ('paris', 3, dtype('uint16'), (60, 66))
-    >>> oscd_source(root, split="test").labelled
+    >>> oscd_source(root, split="test", bands="rgb").labelled  # test labels: a separate release
     False
 """
 
