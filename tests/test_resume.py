@@ -63,6 +63,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_bit_identical_weights_and_scores(tmp
     rerun = _run(_command(data, resumed_dir))
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Resuming from the last finished epoch" in rerun.stdout
+    assert not (resumed_dir / "backup").exists()  # removed once training completed
 
     # The resumed run trained epochs 2 and 3 exactly as the uninterrupted run did ...
     straight_epochs, rerun_epochs = _epoch_lines(straight.stdout), _epoch_lines(rerun.stdout)

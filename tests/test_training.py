@@ -1,12 +1,6 @@
 """End to end: synthetic data -> training -> TensorBoard logs -> test scores."""
 
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -153,37 +147,3 @@ def test_nan_loss_stops_with_a_message_and_keeps_no_broken_state(synthetic, tmp_
         )  # fmt: skip
     assert not (logdir / "backup").exists()
     assert not (logdir / "model.keras").exists()
-
-
-TRAIN_COMMAND = [
-    sys.executable, "-m", "siamese_cd.cli", "train", "{data}", "--epochs", "8",
-    "--batch-size", "8", "--depth", "2", "--filters", "4", "--logdir", "{logdir}",
-]  # fmt: skip
-
-
-@pytest.mark.slow
-def test_killed_training_resumes_from_the_last_finished_epoch(synthetic, tmp_path):
-    logdir = tmp_path / "run"
-    command = [part.format(data=synthetic, logdir=logdir) for part in TRAIN_COMMAND]
-    metadata = logdir / "backup" / "training_metadata.json"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 240
-    while not metadata.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)  # mid-epoch 2 or a little later
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-    finished = json.loads(metadata.read_text())["epoch"]
-    assert 1 <= finished < 8
-    record = json.loads((logdir / "model.best.json").read_text())
-
-    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
-    epochs_run = [int(m) for m in re.findall(r"^Epoch (\d+)/8", rerun.stdout, re.MULTILINE)]
-    assert epochs_run == list(range(finished + 1, 9))
-    assert "Resuming from the last finished epoch" in rerun.stdout
-    assert not (logdir / "backup").exists()  # removed once training completed
-    final = json.loads((logdir / "model.best.json").read_text())
-    assert final["best"] >= record["best"]  # the resumed run never lowered the best score
-    assert "Test split (24 pairs" in rerun.stdout
