@@ -30,8 +30,10 @@ demo: $(VENV)/.installed $(DATA)/synthetic.json
 	@echo
 	@echo "See the run:  $(BIN)/tensorboard --logdir logs   (or: make tensorboard)"
 
+# One test process per core (most tests wait on TensorFlow in one thread or on a subprocess);
+# worksteal keeps both busy to the end. The slowest tests are listed after the summary.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
