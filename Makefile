@@ -30,8 +30,8 @@ demo: $(VENV)/.installed $(DATA)/synthetic.json
 	@echo
 	@echo "See the run:  $(BIN)/tensorboard --logdir logs   (or: make tensorboard)"
 
-# One test process per core (most tests wait on TensorFlow in one thread or on a subprocess);
-# worksteal keeps both busy to the end. The slowest tests are listed after the summary.
+# One test process per core: run one at a time, the tests keep about one core busy (start-up,
+# subprocesses, small graphs). worksteal balances them to the end; the slowest are listed.
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15
 
