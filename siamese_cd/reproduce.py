@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from siamese_cd.data.windows import PAPER_PATCH, patch_for, patches_per_scene
+from siamese_cd.data.windows import PAPER_PATCH
 from siamese_cd.errors import ConfigError
 
 DATASETS = ("oscd", "airchange")
@@ -157,20 +157,20 @@ def _scoring_split(data, settings: ReproduceSettings) -> tuple[object, object, s
 
 def load_splits(data, settings: ReproduceSettings) -> Splits:
     """The training patches and the scoring scenes of `data`, by the protocol."""
+    from siamese_cd.data.splits import scene_crops
+
     train_split, test_split, note = _scoring_split(data, settings)
-    probe = _dataset(data, train_split, settings, batch_size=1)
-    sizes = probe.source.scene_sizes()
-    patch = PAPER_PATCH
-    if settings.quick:  # the fake and smallest scenes are smaller than 96 pixels
-        patch = patch_for(sizes, PAPER_PATCH, 2**settings.depth)
-    per_scene = 2 if settings.quick else patches_per_scene(sizes, patch)
-    train = _dataset(
+    train = scene_crops(
         data,
         train_split,
-        settings,
+        bands=settings.bands if settings.dataset == "oscd" else None,
+        # The fake and smallest scenes are smaller than 96 pixels: quick fits the patch.
+        crop_size=None if settings.quick else PAPER_PATCH,
+        multiple=2**settings.depth,
+        samples_per_scene=2 if settings.quick else None,
+        progress=settings.progress,
         batch_size=settings.batch_size,
-        crop_size=patch,
-        samples_per_scene=per_scene,
+        seed=settings.seed,
         shuffle=True,
         augment=True,
     )

@@ -120,6 +120,7 @@ def training_splits(
     crop_size: int | None = None,
     multiple: int = 1,
     bands=None,
+    with_test: bool = True,
     progress: bool = True,
     **reading,
 ) -> DatasetSplits:
@@ -135,6 +136,7 @@ def training_splits(
         multiple: what the network's input side must be a multiple of (``2 ** depth``); the
             default crop of OSCD and AirChange is made one.
         bands: OSCD bands (``"rgb"``, ``"all"``, or names); OSCD reads all 13 by default.
+        with_test: also open the test split (False leaves it unread; `test` is then None).
         progress: progress bars for long work.
         reading: `PairedImageDataset` options of every split (``label_threshold``,
             ``on_missing``); OSCD and AirChange masks follow their own rule.
@@ -146,11 +148,11 @@ def training_splits(
     data_dir = Path(data_dir)
     layout = scene_layout(data_dir)
     _check_bands(data_dir, layout, bands)
-    if layout in SPLIT_LAYOUTS:
-        reading.pop("label_threshold", None)
     train_options = dict(augment=augment, shuffle=True, seed=seed, progress=progress, **reading)
     if layout in SPLIT_LAYOUTS:
-        return _own_splits(data_dir, layout, batch_size, crop_size, multiple, bands, train_options)
+        train_options.pop("label_threshold", None)  # their masks follow their own rule
+        return _own_splits(data_dir, layout, batch_size, crop_size, multiple, bands, with_test,
+                           train_options)  # fmt: skip
     # Both folders are looked for first, so a missing one is named before any is read.
     train_dir, val_dir = split_folder(data_dir, "train"), split_folder(data_dir, "val")
     train = PairedImageDataset(
@@ -158,30 +160,56 @@ def training_splits(
     )
     scoring = dict(batch_size=batch_size, progress=progress, **reading)
     val = PairedImageDataset(val_dir, **scoring)
-    test = open_split(data_dir, "test", required=False, **scoring)
+    test = open_split(data_dir, "test", required=False, **scoring) if with_test else None
     return DatasetSplits(train, val, test)
 
 
+def scene_crops(
+    data_dir: str | Path,
+    split: str | Sequence[str],
+    *,
+    bands=None,
+    crop_size: int | None = None,
+    multiple: int = 1,
+    samples_per_scene: int | None = None,
+    progress: bool = True,
+    **options,
+) -> PairedImageDataset:
+    """Random crops of the scenes of an OSCD or AirChange split, for training.
+
+    The crop side is `crop_size`, or the paper's patch (`PAPER_PATCH`) made a multiple of
+    `multiple` and no larger than the smallest scene; `samples_per_scene` defaults to as many
+    crops per scene and epoch as a stride of half a crop cuts. `options` go to
+    `PairedImageDataset` (``batch_size``, ``shuffle``, ``augment``, ``seed``, ...).
+    """
+    probe = PairedImageDataset(data_dir, split=split, bands=bands, progress=progress)
+    sizes = probe.source.scene_sizes()
+    crop = crop_size or patch_for(sizes, PAPER_PATCH, multiple)
+    per_scene = samples_per_scene or patches_per_scene(sizes, crop)
+    return PairedImageDataset(
+        data_dir, split=split, bands=bands, crop_size=crop, samples_per_scene=per_scene,
+        progress=progress, **options,
+    )  # fmt: skip
+
+
 def _own_splits(
-    data_dir: Path, layout: str, batch_size, crop_size, multiple, bands, train_options
+    data_dir: Path, layout: str, batch_size, crop_size, multiple, bands, with_test, train_options
 ) -> DatasetSplits:
     """Train on crops of most training scenes, validate on the rest, test on the test split."""
     kept, held = hold_out(split_scenes(data_dir, "train"), VAL_SCENES)
-    scoring = dict(progress=train_options["progress"])
-    sizes = PairedImageDataset(data_dir, split=kept, bands=bands, **scoring).source.scene_sizes()
-    crop = crop_size or patch_for(sizes, PAPER_PATCH, multiple)
-    per_scene = patches_per_scene(sizes, crop)
-    train = PairedImageDataset(
-        data_dir, split=kept, bands=bands, batch_size=batch_size, crop_size=crop,
-        samples_per_scene=per_scene, **train_options,
+    train = scene_crops(
+        data_dir, kept, bands=bands, crop_size=crop_size, multiple=multiple,
+        batch_size=batch_size, **train_options,
     )  # fmt: skip
+    scoring = dict(progress=train_options["progress"])
     val = open_split(data_dir, held, bands=bands, **scoring)
-    test = open_split(data_dir, "test", bands=bands, **scoring)
+    crop, per_scene = train.source.crop_size[0], train.source.samples_per_scene
     note = (
         f"{layout}: training on {len(kept)} scenes ({crop} x {crop} crops, {per_scene} per "
         f"scene and epoch), validating on held-out {', '.join(held)}"
     )
-    if not test.labelled:
+    test = open_split(data_dir, "test", bands=bands, **scoring) if with_test else None
+    if test is not None and not test.labelled:
         test = None
         note += "; the test split has no labels here (OSCD's are a separate release): not scored"
     return DatasetSplits(train, val, test, note)

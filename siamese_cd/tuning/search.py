@@ -256,8 +256,9 @@ def load_datasets(
     if not data.is_dir():
         raise DatasetError(f"{data}: no such folder (expected one holding train/ and val/)")
     splits = training_splits(
-        data, batch_size=batch_size, crop_size=crop_size, seed=seed, multiple=multiple, **reading
-    )
+        data, batch_size=batch_size, crop_size=crop_size, seed=seed, multiple=multiple,
+        with_test=False, **reading,
+    )  # fmt: skip
     return splits.train, splits.val
 
 
@@ -332,10 +333,10 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     # Arguments and data are checked first: mistakes surface before TensorFlow starts.
     role = distributed_role()
     hypermodel_from_args(args)
-    # The default crops of OSCD and AirChange fit the deepest network searched (default 5).
-    reading = dict(multiple=2 ** max(args.depth or [5]), on_missing=args.on_missing)
-    reading["label_threshold"] = args.label_threshold
-    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed, **reading)
+    reading = {"label_threshold": args.label_threshold, "on_missing": args.on_missing}
+    multiple = 2 ** max(args.depth or [5])  # OSCD and AirChange crops fit the deepest network
+    train, val = load_datasets(args.data, args.batch_size, args.crop_size, args.seed, multiple,
+                               **reading)  # fmt: skip
     project_dir = Path(args.directory) / args.project_name
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)

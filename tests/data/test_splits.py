@@ -92,6 +92,8 @@ def test_split_folders_are_read_as_before(tmp_path):
     assert splits.train.source.crop_size == (16, 16) and splits.val.batch_size == 4
     make_split(tmp_path / "test")
     assert open_split(tmp_path, "test", batch_size=4).batch_size == 4
+    # The tuner scores on val only: it leaves the test split unread.
+    assert training_splits(tmp_path, batch_size=4, with_test=False, progress=False).test is None
 
 
 def test_the_cache_fingerprint_sees_a_band_rewritten_in_place(oscd):
