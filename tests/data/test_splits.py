@@ -128,3 +128,19 @@ def test_evaluate_names_a_split_without_labels(oscd, tmp_path, capsys):
     SiameseChangeModel(depth=2, filters=2, preprocessing="unit").save(model)
     assert main(["evaluate", str(model), str(oscd), "--split", "test"]) == 2
     assert "no labels to score against" in capsys.readouterr().err
+
+
+def test_a_scene_smaller_than_the_network_takes_is_named():
+    from siamese_cd.data.windows import patch_for
+
+    with pytest.raises(DatasetError, match=r"smallest scene \(12 px\).*16 px"):
+        patch_for([[12, 40], [64, 64]], 96, 16)
+
+
+def test_evaluate_asks_for_bands_when_the_model_takes_neither_rgb_nor_all(oscd, tmp_path, capsys):
+    from siamese_cd.models.siamese import SiameseChangeModel
+
+    model = tmp_path / "m4.keras"
+    SiameseChangeModel(depth=2, filters=2, in_channels=4, preprocessing="unit").save(model)
+    assert main(["evaluate", str(model), str(oscd), "--split", "train"]) == 2
+    assert "takes 4 bands: give --bands" in capsys.readouterr().err
