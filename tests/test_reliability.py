@@ -110,6 +110,7 @@ def test_a_nan_loss_stops_fit_in_python_naming_epoch_and_batch():
         (lambda path: path.write_bytes(b""), "the file is empty"),
         (lambda path: path.write_bytes(b"GIF89a not really"), "not a PNG, JPEG or BMP"),
         (lambda path: path.write_bytes(path.read_bytes()[:60]), "truncated PNG"),
+        (lambda path: path.write_bytes(path.read_bytes()[:12]), "truncated PNG"),
         (
             lambda path: Image.fromarray(np.full((32, 32), 300, np.uint16)).save(path),
             "store every image of a split with one bit depth",

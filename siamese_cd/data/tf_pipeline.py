@@ -109,7 +109,9 @@ def _checked_bytes(path: tf.Tensor, dtype: tf.DType | None) -> tf.Tensor:
         )
     )
     if dtype is not None:
-        depth = tf.strings.unicode_decode(tf.strings.substr(raw, 24, 1), "ISO-8859-1")
+        # Clamped: substr fails on a position past the end, and it may run before the asserts.
+        byte = tf.strings.substr(raw, tf.minimum(24, size), 1)
+        depth = tf.strings.unicode_decode(byte, "ISO-8859-1")
         depth = tf.reduce_max(tf.concat([depth, [0]], 0))
         wanted = 16 if dtype == tf.uint16 else 8
         same = tf.equal(depth, wanted) if wanted == 16 else tf.less_equal(depth, 8)
