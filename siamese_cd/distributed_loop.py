@@ -47,6 +47,7 @@ import keras
 import numpy as np
 
 from siamese_cd import distributed_data as plan
+from siamese_cd.data.undecodable import naming_undecodable
 from siamese_cd.distribute import all_sum, predict_locally, worker_role
 from siamese_cd.errors import ConfigError
 from siamese_cd.losses import pending_weight_losses, pos_weight_from_fraction
@@ -245,20 +246,21 @@ def fit_distributed(
     model.stop_training, completed, logs = False, False, {}
     try:
         callback_list.on_train_begin()
-        for epoch in range(start, epochs):
-            order = plan.worker_order(
-                plan.epoch_order(scenes, batch, train.seed, epoch), role.index, role.workers
-            )
-            dataset = strategy.distribute_datasets_from_function(
-                lambda context, order=order: _scenes_dataset(local, order)
-            )
-            logs = _epoch(model, step, iter(dataset), steps, epoch, callback_list)
-            if validation_data is not None and not model.stop_training:
-                logs.update(_validate(model, validation_data, role, strategy))
-            callback_list.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                break
-            backup.save(epoch)
+        with naming_undecodable(train, validation_data, progress=verbose != 0):
+            for epoch in range(start, epochs):
+                order = plan.worker_order(
+                    plan.epoch_order(scenes, batch, train.seed, epoch), role.index, role.workers
+                )
+                dataset = strategy.distribute_datasets_from_function(
+                    lambda context, order=order: _scenes_dataset(local, order)
+                )
+                logs = _epoch(model, step, iter(dataset), steps, epoch, callback_list)
+                if validation_data is not None and not model.stop_training:
+                    logs.update(_validate(model, validation_data, role, strategy))
+                callback_list.on_epoch_end(epoch, logs)
+                if model.stop_training:
+                    break
+                backup.save(epoch)
         callback_list.on_train_end(logs)
         completed = True
     finally:

@@ -87,6 +87,24 @@ def test_as_tf_dataset_shard_reads_only_its_scenes(tmp_path):
     assert levels == [[15, 25]]  # scenes 1 and 3: t1 is 10 + 5 * index
 
 
+def test_a_file_tensorflow_cannot_decode_is_named_by_the_distributed_loop(tmp_path):
+    from siamese_cd.data.dataset import PairedImageDataset
+    from siamese_cd.distributed_loop import fit_distributed
+    from siamese_cd.errors import ImageReadError
+    from siamese_cd.models.siamese import SiameseChangeModel
+
+    split = make_split(tmp_path / "train", count=4)
+    bad = split / "label" / "00002.png"
+    data = bytearray(bad.read_bytes())
+    data[41:-12] = bytes(len(data) - 53)  # the compressed pixels zeroed; header and end kept
+    bad.write_bytes(bytes(data))
+    model = SiameseChangeModel(depth=2, filters=2, preprocessing="unit")
+    model.compile(loss="dice")
+    train = PairedImageDataset(split, batch_size=2)
+    with pytest.raises(ImageReadError, match=f"^{bad}: cannot decode image"):
+        fit_distributed(model, train, epochs=1, verbose=0)
+
+
 # -- processes on loopback -------------------------------------------------------------------
 
 

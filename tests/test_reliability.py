@@ -126,6 +126,50 @@ def test_tf_data_path_names_the_file(tmp_path, damage, words):
     assert words in str(error.value)
 
 
+def _scramble_pixels(path):
+    data = bytearray(path.read_bytes())  # signature and header kept, IEND kept
+    data[41:-12] = bytes(b ^ 0x5A for b in data[41:-12])
+    path.write_bytes(bytes(data))
+
+
+def _truncated_jpegs(split):
+    for path in sorted(split.glob("time*/*.png")):
+        Image.open(path).convert("RGB").save(path.with_suffix(".jpg"), quality=95)
+        path.unlink()
+    bad = split / "time2" / "00001.jpg"
+    bad.write_bytes(bad.read_bytes()[:300])
+    return bad
+
+
+@pytest.mark.parametrize("damage", ["png_pixels", "jpeg_truncated"])
+def test_damage_inside_a_file_is_named_when_tensorflow_decodes_it(tmp_path, damage):
+    from siamese_cd.data.undecodable import HINT
+    from siamese_cd.errors import ImageReadError
+    from siamese_cd.models.siamese import SiameseChangeModel
+
+    split = make_split(tmp_path / "train", count=2)
+    if damage == "png_pixels":
+        bad = split / "time1" / "00001.png"
+        _scramble_pixels(bad)
+    else:
+        bad = _truncated_jpegs(split)
+    data = PairedImageDataset(split, batch_size=2)
+    pipeline = data.as_tf_dataset()
+    model = SiameseChangeModel(depth=2, filters=2, preprocessing="unit")
+    model.compile(loss="dice")  # no weight from the data: evaluate runs after the failed fit
+    for run in (
+        lambda: model.fit(pipeline, epochs=1, verbose=0),
+        lambda: model.evaluate(pipeline, verbose=0),
+        lambda: model.predict(pipeline, verbose=0),
+    ):
+        with pytest.raises(ImageReadError, match=f"^{bad}: cannot decode image") as error:
+            run()
+        assert "Decode" in str(error.value.__cause__)  # TensorFlow's own error is kept
+    with pytest.raises(Exception, match="Decode") as error:
+        model.evaluate(pipeline.map(lambda x, y: (x, y)), verbose=0)  # built by hand: unknown
+    assert HINT in error.value.__notes__
+
+
 def test_cli_refuses_thresholds_outside_0_1(capsys):
     for value in ("1.5", "0", "1", "-0.1"):
         with pytest.raises(SystemExit) as stop:

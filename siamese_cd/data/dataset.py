@@ -540,6 +540,7 @@ class PairedImageDataset(keras.utils.PyDataset):
             [1]
         """
         from siamese_cd.data import tf_pipeline
+        from siamese_cd.data.undecodable import remember_source
 
         scenes = None
         if shard is not None:
@@ -547,6 +548,8 @@ class PairedImageDataset(keras.utils.PyDataset):
             if not 0 <= index < count:
                 raise DatasetError(f"shard must be (count, index) with 0 <= index < count: {shard}")
             scenes = np.arange(len(self.pairs))[index::count]
-        return tf_pipeline.build(
+        dataset = tf_pipeline.build(
             self, prefetch=prefetch, deterministic=deterministic, scenes=scenes
         )
+        remember_source(dataset, self.source)  # to name a file TensorFlow cannot decode
+        return dataset

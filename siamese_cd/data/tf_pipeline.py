@@ -81,7 +81,8 @@ def _checked_bytes(path: tf.Tensor, dtype: tf.DType | None) -> tf.Tensor:
     TensorFlow's decoders fail without naming the file ("Input is empty", "Invalid PNG
     data"), so the usual faults are caught first, as the NumPy path reports them: an empty
     file, an unknown format, a truncated PNG, and (for images, given their `dtype`) a PNG of
-    another bit depth than the split's, which ``decode_png`` would convert silently.
+    another bit depth than the split's, which ``decode_png`` would convert silently. Damage
+    deeper inside a file is named after the fact (`siamese_cd.data.undecodable`).
     """
     raw = tf.io.read_file(path)
     head = tf.strings.substr(raw, 0, 8)

@@ -16,6 +16,7 @@ import keras
 from keras import layers, ops
 
 from siamese_cd.data.stats import change_fraction
+from siamese_cd.data.undecodable import naming_undecodable
 from siamese_cd.errors import ConfigError, TrainingError
 from siamese_cd.losses import (
     get_loss,
@@ -251,8 +252,14 @@ class SiameseChangeModel(keras.Model):
         on `x`; a class-weighted loss waiting for its change weight gets it from
         `siamese_cd.data.stats.change_fraction`; the recipe's per-epoch decay learns the
         epoch length. Callbacks with an ``attach_to(callbacks)`` method are given the list
-        (`MaskImageLogger` finds the TensorBoard callback's folder that way).
+        (`MaskImageLogger` finds the TensorBoard callback's folder that way). An image file
+        TensorFlow cannot decode is named (`siamese_cd.data.undecodable`).
         """
+        verbose = kwargs.get("verbose", "auto") != 0
+        with naming_undecodable(x, kwargs.get("validation_data"), progress=verbose):
+            return self._resolve_and_fit(x, y, *args, **kwargs)
+
+    def _resolve_and_fit(self, x, y, *args, **kwargs):
         verbose = kwargs.get("verbose", "auto") != 0
         if self.preprocessor.pending:
             self.adapt(x, progress=verbose)
@@ -306,13 +313,15 @@ class SiameseChangeModel(keras.Model):
                 "with preprocessing='unit'"
             )
 
-    def evaluate(self, *args, **kwargs):
+    def evaluate(self, x=None, *args, **kwargs):
         self._check_ready()
-        return super().evaluate(*args, **kwargs)
+        with naming_undecodable(x, progress=kwargs.get("verbose", "auto") != 0):
+            return super().evaluate(x, *args, **kwargs)
 
-    def predict(self, *args, **kwargs):
+    def predict(self, x=None, *args, **kwargs):
         self._check_ready()
-        return super().predict(*args, **kwargs)
+        with naming_undecodable(x, progress=kwargs.get("verbose", "auto") != 0):
+            return super().predict(x, *args, **kwargs)
 
     # -- steps -----------------------------------------------------------------------------------
 
