@@ -37,6 +37,7 @@ from siamese_cd.data.decoding import (
     DEFAULT_LABEL_THRESHOLD,
     below_threshold,
     binarize_label,
+    decode_fault,
     is_lossy,
     read_image,
     read_label_values,
@@ -254,14 +255,6 @@ def _scan_pair(pair, label_threshold: int) -> dict:
     return result
 
 
-def _scan_file(path: Path) -> str | None:
-    try:
-        read_image(path)
-    except ImageReadError as error:
-        return str(error)
-    return None
-
-
 # Over 60 lines: pairing every split, then one bounded pool over all files, in one place.
 def check_dataset(
     data_dir: str | Path,
@@ -317,7 +310,7 @@ def check_dataset(
 
     def task(item):
         _, kind, obj = item
-        return _scan_pair(obj, label_threshold) if kind == "pair" else _scan_file(obj)
+        return _scan_pair(obj, label_threshold) if kind == "pair" else decode_fault(obj)
 
     with ThreadPoolExecutor(workers) as pool:
         # A bounded window of pending scans keeps memory flat on any dataset size.

@@ -382,6 +382,16 @@ def read_label_values(path: str | Path, *, window: Window | None = None) -> np.n
     return array
 
 
+def decode_fault(path: str | Path, *, label: bool = False) -> str | None:
+    """Why the library's reader cannot decode the image (or, with `label`, the label) at
+    `path`, as the `ImageReadError` message naming the file; None if it decodes."""
+    try:
+        (read_label_values if label else read_image)(path)
+    except ImageReadError as error:
+        return str(error)
+    return None
+
+
 def binarize_label(
     values: np.ndarray, threshold: int = DEFAULT_LABEL_THRESHOLD, lossy: bool = False
 ) -> np.ndarray:

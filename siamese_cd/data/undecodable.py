@@ -43,7 +43,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from siamese_cd.data.decoding import read_image, read_label_values
+from siamese_cd.data.decoding import decode_fault
 from siamese_cd.errors import ImageReadError
 
 # The node names of TensorFlow's image decoders in an error message.
@@ -77,15 +77,6 @@ def is_decode_failure(error: BaseException) -> bool:
     return _DECODER.search(str(error)) is not None
 
 
-def _fault(path_and_role: tuple[str, str]) -> str | None:
-    path, role = path_and_role
-    try:
-        (read_label_values if role == "label" else read_image)(path)
-    except ImageReadError as error:
-        return str(error)
-    return None
-
-
 def find_undecodable(sources, *, progress: bool = True) -> ImageReadError | None:
     """The first file of `sources` the library's reader cannot decode, as an error naming it.
 
@@ -93,14 +84,11 @@ def find_undecodable(sources, *, progress: bool = True) -> ImageReadError | None
     None if every file decodes.
     """
     files = [
-        (path, role)
-        for source in sources
-        for role in (("t1", "t2", "label") if source.labelled else ("t1", "t2"))
-        for path in source.pairs.paths(role)
+        (role, path) for source in sources for pair in source.pairs for role, path in pair.files()
     ]
     pool = ThreadPoolExecutor(os.cpu_count() or 1)
     try:
-        faults = pool.map(_fault, files)
+        faults = pool.map(lambda file: decode_fault(file[1], label=file[0] == "label"), files)
         bar = tqdm(faults, total=len(files), disable=not progress, unit="file")
         bar.set_description("Finding the file TensorFlow could not decode")
         for fault in bar:

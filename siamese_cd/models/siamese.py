@@ -39,6 +39,11 @@ from siamese_cd.models.preprocessing import ChangePreprocessor
 __all__ = ["VARIANTS", "SiameseChangeModel"]
 
 
+def _shows_progress(fit_kwargs: dict) -> bool:
+    """Whether a `fit`, `evaluate` or `predict` call with these arguments prints progress."""
+    return fit_kwargs.get("verbose", "auto") != 0
+
+
 def _make_preprocessor(spec, in_channels: int) -> ChangePreprocessor:
     if isinstance(spec, str):
         return ChangePreprocessor(spec, in_channels=in_channels, name="preprocessor")
@@ -255,12 +260,12 @@ class SiameseChangeModel(keras.Model):
         (`MaskImageLogger` finds the TensorBoard callback's folder that way). An image file
         TensorFlow cannot decode is named (`siamese_cd.data.undecodable`).
         """
-        verbose = kwargs.get("verbose", "auto") != 0
-        with naming_undecodable(x, kwargs.get("validation_data"), progress=verbose):
+        progress = _shows_progress(kwargs)
+        with naming_undecodable(x, kwargs.get("validation_data"), progress=progress):
             return self._resolve_and_fit(x, y, *args, **kwargs)
 
     def _resolve_and_fit(self, x, y, *args, **kwargs):
-        verbose = kwargs.get("verbose", "auto") != 0
+        verbose = _shows_progress(kwargs)
         if self.preprocessor.pending:
             self.adapt(x, progress=verbose)
         pending = pending_weight_losses(getattr(self, "loss", None))
@@ -315,12 +320,12 @@ class SiameseChangeModel(keras.Model):
 
     def evaluate(self, x=None, *args, **kwargs):
         self._check_ready()
-        with naming_undecodable(x, progress=kwargs.get("verbose", "auto") != 0):
+        with naming_undecodable(x, progress=_shows_progress(kwargs)):
             return super().evaluate(x, *args, **kwargs)
 
     def predict(self, x=None, *args, **kwargs):
         self._check_ready()
-        with naming_undecodable(x, progress=kwargs.get("verbose", "auto") != 0):
+        with naming_undecodable(x, progress=_shows_progress(kwargs)):
             return super().predict(x, *args, **kwargs)
 
     # -- steps -----------------------------------------------------------------------------------
