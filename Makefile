@@ -7,7 +7,7 @@ DATA := data/synthetic
 # Quiet TensorFlow's C++ start-up chatter; errors still show.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format docs bench tensorboard clean
+.PHONY: demo test lint format docs bench parity tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 $(DATA)/synthetic.json: | $(VENV)/.installed
 	$(BIN)/siamese-cd synth $(DATA) --train 1000 --val 100 --test 200 --size 64 --seed 0
 
+# A finished demo is kept (train refuses to overwrite it); a killed one resumes.
 demo: $(VENV)/.installed $(DATA)/synthetic.json
-	$(BIN)/siamese-cd train $(DATA) --epochs 12 --batch-size 16 \
-		--logdir logs/demo --out logs/demo/model.keras
+	@if [ -f logs/demo/model.keras ] && [ ! -d logs/demo/backup ]; then \
+		echo "logs/demo holds the finished demo run; rm -r logs/demo to train it again"; \
+	else \
+		$(BIN)/siamese-cd train $(DATA) --epochs 12 --batch-size 16 \
+			--logdir logs/demo --out logs/demo/model.keras; \
+	fi
 	@echo
 	@echo "See the run:  $(BIN)/tensorboard --logdir logs   (or: make tensorboard)"
 
@@ -55,8 +60,20 @@ docs: $(VENV)/.installed-docs
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_step.py
 
+# Parity with the published PyTorch code (docs/model.md). PyTorch lives in its own venv: the
+# library and its tests never need it. The pin is the CPU build; plain `torch` would pull a
+# multi-GB CUDA one.
+TORCH_VENV := .venv-torch
+$(TORCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet -e . torch==2.13.0
+	touch $@
+
+parity: $(TORCH_VENV)/.installed
+	$(TORCH_VENV)/bin/python benchmarks/reference_parity.py
+
 tensorboard: $(VENV)/.installed
 	$(BIN)/tensorboard --logdir logs
 
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TORCH_VENV) build site *.egg-info .pytest_cache .ruff_cache

@@ -45,6 +45,7 @@ def main() -> None:
             variant=variant,
             seed=args.seed,
             verbose=0,
+            overwrite=True,  # a rerun measures afresh, replacing the previous run's logs
         )
         minutes = (time.perf_counter() - start) / 60
         params = sum(int(w.numpy().size) for w in result.model.trainable_weights)

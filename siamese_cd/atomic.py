@@ -156,3 +156,59 @@ def write_bytes(target: str | os.PathLike, data: bytes) -> None:
 def write_text(target: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
     """Write `text` to `target` atomically (see `atomic_path`)."""
     write_bytes(target, text.encode(encoding))
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "files") -> Path:
+    """Create `folder` if needed and write (then remove) a probe file in it, before any work.
+
+    A run that can only fail when it first saves, an epoch or an hour later, fails here at
+    once instead.
+
+    Args:
+        folder: the folder that will be written to.
+        what: what will be written there, as the message names it, e.g. ``"logs"``.
+
+    Returns:
+        The folder, as a `pathlib.Path`.
+
+    Raises:
+        FileWriteError: naming the folder and the cause (a file in the way, no permission, a
+            read-only file system, no space).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileWriteError(f"{folder}: is a file, not a folder, so the {what} cannot go there")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FileWriteError(
+            f"{folder}: cannot create the folder for the {what} ({describe(error)})"
+        ) from error
+    probe = temporary_name(folder / "write-test")
+    try:
+        with open(probe, "xb") as handle:
+            handle.write(b"\0")
+    except OSError as error:
+        raise FileWriteError(
+            f"{folder}: cannot write the {what} there ({describe(error)})"
+        ) from error
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return folder
+
+
+def check_writable_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Check that file `path` can be written (atomically, see `atomic_path`), before any work.
+
+    Its folder is created and probed with `check_writable_folder`; an existing folder of
+    that name is refused, as it cannot be replaced by a file.
+
+    Raises:
+        FileWriteError: naming the path and the cause.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FileWriteError(f"{path}: is a folder, so the {what} cannot be written there")
+    check_writable_folder(path.parent, what)
+    return path

@@ -214,28 +214,47 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     Args:
         filepath: the ``.keras`` file to write.
-        monitor: the logged value to maximise.
+        monitor: the logged value to follow.
         resume: start from the recorded best value, if a record exists.
+        mode: ``"max"`` (the default, for scores such as ``val_f1``) or ``"min"`` (for a
+            loss such as ``val_loss``).
     """
 
-    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_f1", resume: bool = False):
+    def __init__(
+        self,
+        filepath: str | os.PathLike,
+        monitor: str = "val_f1",
+        resume: bool = False,
+        mode: str = "max",
+    ):
         super().__init__()
+        if mode not in ("max", "min"):
+            raise ConfigError(f"BestCheckpoint mode must be 'max' or 'min', got {mode!r}")
         self.filepath = Path(filepath)
         self.monitor = monitor
+        self.mode = mode
         self.record = self.filepath.with_suffix(".best.json")
-        self.best = -math.inf
+        self.best = self._worst()
         self.best_epoch: int | None = None  # zero-based
         if resume and self.record.is_file():
             self.restore(json.loads(self.record.read_text()))
 
+    def _worst(self) -> float:
+        return -math.inf if self.mode == "max" else math.inf
+
     def state(self) -> dict:
         """The best value and its (one-based) epoch, as the record holds them."""
         epoch = None if self.best_epoch is None else self.best_epoch + 1
-        return {"monitor": self.monitor, "best": self.best, "epoch": epoch}
+        return {"monitor": self.monitor, "mode": self.mode, "best": self.best, "epoch": epoch}
 
     def restore(self, state: dict) -> None:
-        """Continue from a `state` (a record, or a training backup's copy of one)."""
-        self.best = -math.inf if state.get("best") is None else float(state["best"])
+        """Continue from a `state` (a record, or a training backup's copy of one).
+
+        A record of another monitored value is not comparable, so it is ignored.
+        """
+        if state.get("monitor", self.monitor) != self.monitor:
+            return
+        self.best = self._worst() if state.get("best") is None else float(state["best"])
         self.best_epoch = None if state.get("epoch") is None else int(state["epoch"]) - 1
 
     def on_epoch_end(self, epoch, logs=None):
@@ -248,7 +267,8 @@ class BestCheckpoint(keras.callbacks.Callback):
                 f"(it logs {sorted(logs)}); give validation_data"
             )
         value = float(logs[self.monitor])
-        if not value > self.best:  # NaN never improves
+        better = value > self.best if self.mode == "max" else value < self.best
+        if not better:  # NaN never improves
             return
         with atomic_path(self.filepath) as temporary:
             self.model.save(temporary)

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from siamese_cd.errors import ConfigError, DatasetError
+from siamese_cd.hints import option_hint
 
 # Mixed into the seed of the slot assignment, so it differs from the per-epoch draws.
 _SLOT_STREAM = 0x5107
@@ -129,7 +130,8 @@ def resolve_from_sums(sums: np.ndarray, scaling: str, pixel_dtype, bands: int) -
             flat = np.flatnonzero(variance <= 0) + 1
             raise DatasetError(
                 f"band(s) {flat.tolist()} are constant over the training data (std 0), so "
-                "they cannot be standardised; use --preprocessing unit"
+                "they cannot be standardised; use "
+                + option_hint("preprocessing='unit'", "--preprocessing unit")
             )
         config.update(mean=mean.tolist(), variance=variance.tolist())
     return fraction, config

@@ -95,6 +95,9 @@ def resolve_training(model, train, strategy, progress: bool) -> None:
             print(
                 f"Change pixels weighted by {pending[0].pos_weight:.3f} (from the training masks)"
             )
+    if preprocessor is not None and preprocessor.pixel_dtype is None:
+        # Recorded (and saved) so that serving another pixel type warns, as after `fit`.
+        preprocessor.pixel_dtype = np.dtype(train.source.dtype).name
 
 
 def _train_function(model, strategy):

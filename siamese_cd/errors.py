@@ -21,6 +21,11 @@ class NonFiniteError(ImageReadError):
     """An image holds NaN or infinite pixel values; the message names the file."""
 
 
+class GeoreferenceError(ImageReadError):
+    """The two dates of a scene lie on different ground grids (CRS or transform), so their
+    pixels cannot be compared; the message names both files and what differs."""
+
+
 class ConfigError(SiameseCDError, ValueError):
     """A model, loss or training option is out of range."""
 
@@ -32,3 +37,32 @@ class TrainingError(SiameseCDError, RuntimeError):
 class FileWriteError(SiameseCDError, OSError):
     """A file could not be written (e.g. no space left on the device); the message names the
     file and the cause, and the previous version of the file is unchanged."""
+
+
+class ModelFileError(SiameseCDError, ValueError):
+    """A file given as a model is not a loadable change model: missing, a folder, another kind
+    of file, a damaged archive, or a Keras model of another class; the message names the file
+    and what it is."""
+
+
+class CheckpointError(SiameseCDError, ValueError):
+    """A PyTorch checkpoint cannot be read, or does not hold the published network asked
+    for; the message names the file and every missing, unexpected or mis-shaped key."""
+
+
+class PixelTypeWarning(UserWarning):
+    """A model is given pixels of another stored type than it was trained on (e.g. uint16 to
+    a model trained on uint8), so its preprocessing scales them differently from training."""
+
+
+class RunFolderError(ConfigError):
+    """A training's log folder holds a finished run, or a backup made with other settings;
+    the message names the folder and the flag that decides (``--overwrite``)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says what was kept and how to resume.
+
+    A `KeyboardInterrupt`, so code that stops on Ctrl-C still does; the command line prints
+    the message and exits with status 130.
+    """

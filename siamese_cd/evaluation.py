@@ -46,6 +46,7 @@ from siamese_cd.atomic import atomic_path, write_text
 from siamese_cd.errors import ConfigError, DatasetError
 from siamese_cd.losses import change_probability
 from siamese_cd.metrics import SCORE_NAMES, scores_from_counts
+from siamese_cd.models.preprocessing import check_served_pixels
 from siamese_cd.tta import with_tta
 
 COUNTS = ("tp", "fp", "fn", "tn")
@@ -127,6 +128,8 @@ def _check_dataset(model, dataset) -> None:
         raise ConfigError(
             f"{dataset.pairs[0].t1}: {dataset.channels} band(s), but the model takes {expected}"
         )
+    # Now, not from inside the model's first call: the warning then precedes the progress bar.
+    check_served_pixels(model, getattr(dataset, "pixel_dtype", None))
 
 
 def confusion(predicted: np.ndarray, actual: np.ndarray, where=None) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,36 +36,19 @@ from tqdm.auto import tqdm
 
 from siamese_cd.atomic import atomic_path
 from siamese_cd.data.decoding import image_size, read_image, uses_rasterio
+from siamese_cd.data.georeference import check_same_grid
 from siamese_cd.data.pairing import pair_by_stem
 from siamese_cd.data.windows import windows
 from siamese_cd.errors import ConfigError, ImageReadError
+from siamese_cd.hints import option_hint
 from siamese_cd.losses import change_probability
+from siamese_cd.model_files import load_change_model  # noqa: F401  (the loader of every path)
+from siamese_cd.models.preprocessing import check_served_pixels
 from siamese_cd.tta import with_tta
 
 # Rows handled at a time when finishing a scene-sized map, so temporaries stay small.
 _ROWS = 256
 _GDAL_CACHE_MB = 16
-
-
-def load_change_model(path: str | Path):
-    """Load a `.keras` change model, with a clear error for a missing or foreign file.
-
-    Raises:
-        ConfigError: if the file is missing, is not a `.keras` file, or holds no model.
-    """
-    import keras
-
-    import siamese_cd.models.siamese  # noqa: F401  (registers the classes for loading)
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such model file")
-    if path.suffix != ".keras":
-        raise ConfigError(f"{path}: expected a .keras model file")
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except (ValueError, OSError, TypeError) as error:
-        raise ConfigError(f"{path}: cannot load the model ({error})") from error
 
 
 class Scene(Protocol):
@@ -100,8 +84,9 @@ class FileScene:
 
     Args:
         path: the image file.
-        bands: band numbers to read, counted from 1 (GDAL order); None reads them all
-            (dropping alpha, repeating grayscale to RGB).
+        bands: band numbers to read, counted from 1 (GDAL order); None reads them all, as
+            `read_image` does (a PNG's alpha dropped, grayscale repeated to RGB; every band
+            of a GeoTIFF kept).
     """
 
     def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
@@ -143,7 +128,14 @@ def geo_profile(path: Path) -> dict | None:
 
 
 def check_scenes(scene1, scene2, model=None) -> None:
-    """Raise a clear error if two dates cannot be compared, or do not fit the model."""
+    """Raise a clear error if two dates cannot be compared, or do not fit the model.
+
+    Raises:
+        ImageReadError: if the dates differ in size, bands or pixel type, or do not fit the
+            model.
+        GeoreferenceError: if two image files lie on different grids (CRS or transform;
+            `siamese_cd.data.georeference.grid_mismatch`).
+    """
     name1, name2 = getattr(scene1, "name", "t1"), getattr(scene2, "name", "t2")
     if scene1.shape[:2] != scene2.shape[:2]:
         raise ImageReadError(
@@ -159,26 +151,18 @@ def check_scenes(scene1, scene2, model=None) -> None:
             f"t1 {name1} holds {np.dtype(dtype1)} pixels and t2 {name2} {np.dtype(dtype2)}; "
             "the model scales both dates alike, so give both in one pixel type"
         )
+    # Now, not from inside the model's first call: the warning then precedes the progress bar.
+    check_served_pixels(model, dtype1)
     expected = getattr(model, "in_channels", None)
     if expected is not None and scene1.shape[2] != expected:
         raise ImageReadError(
             f"{name1}: {scene1.shape[2]} band(s), but the model takes {expected}; "
-            "choose bands with --bands"
+            f"choose bands with {option_hint('bands=', '--bands')}"
         )
-    geo1, geo2 = getattr(scene1, "profile", None), getattr(scene2, "profile", None)
-    if (geo1 is None) != (geo2 is None):
-        raise ImageReadError(f"only one of {name1} and {name2} is georeferenced")
-    if geo1 is not None:
-        if geo1["crs"] != geo2["crs"]:
-            raise ImageReadError(
-                f"t1 {name1} and t2 {name2} have different CRS ({geo1['crs']} vs "
-                f"{geo2['crs']}); reproject one onto the other's grid"
-            )
-        if not geo1["transform"].almost_equals(geo2["transform"]):
-            raise ImageReadError(
-                f"t1 {name1} and t2 {name2} have different transforms, so their pixels do "
-                "not cover the same ground; resample one onto the other's grid"
-            )
+    # The one georeferencing rule of every path (training, evaluate, check, predict).
+    path1, path2 = getattr(scene1, "path", None), getattr(scene2, "path", None)
+    if path1 is not None and path2 is not None:
+        check_same_grid(path1, path2)
 
 
 def ramp(length: int, overlap: int, fade_start: bool, fade_end: bool) -> np.ndarray:
@@ -294,6 +278,78 @@ def predict_scene(
 OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 
 
+def check_map_path(path: str | Path, probabilities: bool = False) -> Path:
+    """`path` as a change map's file, checked before anything is predicted.
+
+    Raises:
+        ConfigError: for an unknown suffix, or probabilities asked for in a PNG.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"{path}: write change maps as {', '.join(OUTPUT_SUFFIXES)}")
+    if probabilities and suffix == ".png":
+        raise ConfigError(f"{path}: probabilities are floats; write them as .tif or .npy")
+    return path
+
+
+def map_suffix(t1: str | Path, probabilities: bool = False) -> str:
+    """The suffix of T1's change map when only a folder is given: ``.tif`` for a GeoTIFF T1
+    (which keeps its georeference) or probabilities (floats), else ``.png``."""
+    return ".tif" if uses_rasterio(t1) or probabilities else ".png"
+
+
+def map_path(
+    out: str | Path, t1: str | Path, probabilities: bool = False, t2: str | Path | None = None
+) -> Path:
+    """Where the change map of T1 goes: `out`, or ``out/<T1 stem><map_suffix>`` when `out`
+    is an existing folder or ends with a path separator; checked by `check_map_path`.
+
+    Raises:
+        ConfigError: for a bad suffix (`check_map_path`), or a path that is T1 or T2 itself
+            (e.g. T1's own folder given as the output), which would be overwritten.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> map_path(folder, "a/scene_2019.tif").name, map_path(folder, "b/x.png").name
+        ('scene_2019.tif', 'x.png')
+    """
+    folder = Path(out).is_dir() or str(out).endswith(("/", os.sep))
+    path = Path(out) / f"{Path(t1).stem}{map_suffix(t1, probabilities)}" if folder else Path(out)
+    for name, source in (("T1", t1), ("T2", t2)):
+        if source is not None and _same_file(path, source):
+            raise ConfigError(
+                f"{path}: that is the input {name}, which the change map would overwrite; "
+                "write it to another file or folder"
+            )
+    return check_map_path(path, probabilities)
+
+
+def check_maps_folder(out_dir: str | Path, t1_dir: str | Path, t2_dir: str | Path) -> Path:
+    """`out_dir` as the folder of the change maps of two folders, checked before predicting.
+
+    Raises:
+        ConfigError: if `out_dir` is a file, or the T1 or T2 folder (whose images maps of the
+            same names would replace).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: a file; the maps of two folders go into an output folder")
+    for name, folder in (("T1", t1_dir), ("T2", t2_dir)):
+        if _same_file(out_dir, folder):
+            raise ConfigError(
+                f"{out_dir}: that is the {name} folder, whose images the maps would replace; "
+                "write them to another folder"
+            )
+    return out_dir
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one existing file or folder."""
+    return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+
+
 def write_change_map(
     path: str | Path,
     probability: np.ndarray,
@@ -311,12 +367,8 @@ def write_change_map(
     Raises:
         ConfigError: for an unknown suffix, or probabilities asked for in a PNG.
     """
-    path = Path(path)
+    path = check_map_path(path, probabilities)
     suffix = path.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise ConfigError(f"{path}: write change maps as {', '.join(OUTPUT_SUFFIXES)}")
-    if probabilities and suffix == ".png":
-        raise ConfigError(f"{path}: probabilities are floats; write them as .tif or .npy")
     if probabilities:
         data = probability.astype(np.float32, copy=False)
     else:
@@ -377,6 +429,10 @@ def predict_files(
 ) -> Path:
     """Predict the change map of two image files and write it to `out`.
 
+    `out` is the map's file; an existing folder (or a name ending with a path separator)
+    receives ``<T1 stem>.png`` (``.tif`` for a GeoTIFF T1 or probabilities), see `map_path`.
+    The output is checked before anything is predicted.
+
     The mask marks change where the probability reaches `threshold`; None takes the model's
     own (0.5, or the one chosen on validation data and saved with it).
 
@@ -388,6 +444,7 @@ def predict_files(
             the model.
         ConfigError: for a bad output suffix or tiling.
     """
+    out = map_path(out, t1, probabilities, t2)
     scene1, scene2 = FileScene(t1, bands), FileScene(t2, bands)
     probability = predict_scene(
         model, scene1, scene2, tile_size, overlap, batch_size=batch_size, progress=progress, tta=tta
@@ -404,21 +461,27 @@ def predict_folders(
     out_dir: str | Path,
     suffix: str | None = None,
     progress: bool = True,
+    on_missing: str = "error",
     **options,
 ) -> list[Path]:
     """Predict every pair of two folders, matched by file stem, into `out_dir`.
 
-    Each map is named after its stem, with `suffix` (default: ``.tif`` for GeoTIFF inputs,
-    else ``.png``, or ``.tif`` for probabilities). `options` are those of `predict_files`.
+    Each map is named after its stem, with `suffix` (default: `map_suffix`, ``.tif`` for
+    GeoTIFF inputs or probabilities, else ``.png``). `options` are those of `predict_files`.
+
+    Args:
+        on_missing: ``"error"`` (default) raises on a file without its counterpart;
+            ``"skip"`` leaves it out with one warning naming it.
 
     Raises:
-        PairingError: if a file has no counterpart of the same name.
+        PairingError: if a file has no counterpart of the same name (``on_missing="error"``).
+        ConfigError: if `out_dir` is the T1 or T2 folder.
     """
-    pairs = pair_by_stem(t1_dir, t2_dir)
+    check_maps_folder(out_dir, t1_dir, t2_dir)
+    pairs = pair_by_stem(t1_dir, t2_dir, on_missing=on_missing)
     written = []
     for pair in tqdm(pairs, desc="Predicting scenes", unit="scene", disable=not progress):
-        geo = uses_rasterio(pair.t1)
-        ending = suffix or (".tif" if geo or options.get("probabilities") else ".png")
+        ending = suffix or map_suffix(pair.t1, options.get("probabilities", False))
         written.append(
             predict_files(
                 model, pair.t1, pair.t2, Path(out_dir) / f"{pair.stem}{ending}", **options

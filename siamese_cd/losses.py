@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from siamese_cd.errors import ConfigError
+from siamese_cd.hints import option_hint
 from siamese_cd.loss_names import LOSS_NAMES, is_loss_name
 
 _EPSILON = 1e-7
@@ -36,7 +37,7 @@ def pos_weight_from_fraction(change_fraction: float) -> float:
             f"cannot weight classes from a change fraction of {change_fraction}: "
             "the training masks must contain both change and no-change pixels. If your masks "
             "mark change with values below the label threshold (default 128), lower it: "
-            "label_threshold= in Python, --label-threshold on the command line; "
+            f"{option_hint('label_threshold=', '--label-threshold')}; "
             "`siamese-cd check DATA` lists such masks"
         )
     return (1 - change_fraction) / change_fraction
@@ -112,6 +113,84 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "pos_weight": self.pos_weight, "normalize": self.normalize}
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class ClassWeightedNLL(keras.losses.Loss):
+    """The published loss: ``torch.nn.NLLLoss(weight=w)`` of the 2-class log-probabilities.
+
+    Per pixel ``-w[y] * log p[y]``, summed over the batch and divided by the batch's sum of
+    ``w[y]`` (PyTorch's mean reduction with class weights). The class weights are
+    ``[2p, 2(1 - p)]`` for the change fraction ``p``; after the division only their ratio
+    counts, so `pos_weight` is ``(1 - p) / p``, the weight of change relative to no-change.
+    Each class's probability is read from its own softmax channel (not as ``1 - p[1]``), so
+    confident pixels keep their precision; a sigmoid map (B, H, W, 1) is read as
+    ``[1 - p, p]``.
+
+    Args:
+        pos_weight: weight of change relative to no-change, or ``"auto"`` to take it from
+            the training masks when `SiameseChangeModel.fit` starts.
+        no_change_factor: multiplies the no-change weight (the public notebook's
+            ``FP_MODIFIER``, 10 there, "use 1 if unsure"; 1 here as in the paper).
+        name: name of the loss.
+        **kwargs: `reduction` or `dtype`, passed to `keras.losses.Loss`.
+
+    Example:
+        >>> import numpy as np
+        >>> y = np.array([[[[1.0], [0.0]]]])  # (1, 1, 2, 1): a change and a no-change pixel
+        >>> p = np.array([[[[0.5, 0.5], [0.8, 0.2]]]])  # softmax scores, channel 1 change
+        >>> loss = ClassWeightedNLL(pos_weight=3.0)  # (3 ln 2 + ln 1.25) / (3 + 1)
+        >>> round(float(loss(y, p)), 4)
+        0.5756
+    """
+
+    def __init__(
+        self,
+        pos_weight: float | str = "auto",
+        no_change_factor: float = 1.0,
+        name: str = "class_weighted_nll",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if pos_weight != "auto" and not float(pos_weight) > 0:
+            raise ConfigError(f"pos_weight must be positive or 'auto', got {pos_weight!r}")
+        if not float(no_change_factor) > 0:
+            raise ConfigError(f"no_change_factor must be positive, got {no_change_factor!r}")
+        self.pos_weight = pos_weight if pos_weight == "auto" else float(pos_weight)
+        self.no_change_factor = float(no_change_factor)
+
+    @property
+    def auto_pending(self) -> bool:
+        """True while ``pos_weight="auto"`` waits for the training data."""
+        return self.pos_weight == "auto"
+
+    def call(self, y_true, y_pred):
+        if self.pos_weight == "auto":
+            raise ConfigError(
+                "the loss weight pos_weight='auto' is not known yet: SiameseChangeModel.fit "
+                "reads it from the training data; before fit, compile with "
+                "loss=ClassWeightedNLL(pos_weight=...)"
+            )
+        y_pred = ops.convert_to_tensor(y_pred)
+        if y_pred.shape[-1] == 2:
+            no_change, change = y_pred[..., :1], y_pred[..., 1:]
+        else:
+            no_change, change = 1 - y_pred, y_pred
+        y = ops.cast(y_true, y_pred.dtype)
+        # A floor far below any probability a float32 softmax resolves only keeps log finite.
+        p_true = ops.maximum(y * change + (1 - y) * no_change, 1e-30)
+        weight = self.no_change_factor + (self.pos_weight - self.no_change_factor) * y
+        # Keras divides the sum by the pixel count; count / sum(weights) makes it sum / weights.
+        count = ops.cast(ops.size(weight), y_pred.dtype)
+        loss = -weight * ops.log(p_true) * ops.stop_gradient(count / ops.sum(weight))
+        return ops.squeeze(loss, axis=-1)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "pos_weight": self.pos_weight,
+            "no_change_factor": self.no_change_factor,
+        }
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")

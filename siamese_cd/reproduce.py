@@ -249,15 +249,20 @@ def reproduce(data: str | Path, settings: ReproduceSettings) -> tuple[list[dict]
     """Train and score every variant of `settings` on `data`; returns the rows and the table.
 
     Writes ``<log_dir>/reproduce-<dataset>-<bands>/<variant>/{model.keras, history.csv,
-    scores.json, row.json}`` and ``table.txt`` and ``settings.json`` beside them.
+    scores.json, row.json}`` and ``table.txt`` and ``settings.json`` beside them; a rerun
+    replaces them.
+
+    Raises:
+        FileWriteError: if that folder cannot be created or written, before any data is read.
     """
     import keras
 
+    from siamese_cd.atomic import check_writable_folder
     from siamese_cd.precision import set_precision
 
+    # Before the data is read: a folder that cannot be written fails now, not after training.
+    run = check_writable_folder(settings.run_dir(), "models and scores")
     splits = load_splits(data, settings)
-    run = settings.run_dir()
-    run.mkdir(parents=True, exist_ok=True)
     (run / "settings.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
     policy = keras.mixed_precision.global_policy()
     set_precision(settings.precision)  # the models built from here on compute in it

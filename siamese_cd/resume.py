@@ -17,6 +17,12 @@ each written atomically (`siamese_cd.atomic`) and in that order, so the state fi
 names complete weights; older weights are removed after. A failed write (a full disk) raises
 `FileWriteError` and leaves the previous backup whole.
 
+``<backup_dir>/settings.json`` records the settings the backup was made with
+(`record_settings`, written as training starts); `check_settings` refuses to resume it with
+others, naming each difference, because weights of another shape, data or recipe cannot
+continue it (and would fail deep in Keras). `interruption_message` says what an interrupted
+run kept.
+
 Example:
     >>> import tempfile
     >>> import numpy as np
@@ -34,19 +40,25 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from siamese_cd.atomic import atomic_path, write_text
-from siamese_cd.errors import TrainingError
+from siamese_cd.errors import RunFolderError, TrainingError, TrainingInterrupted
+from siamese_cd.hints import option_hint
 
 STATE_NAME = "training_metadata.json"
+SETTINGS_NAME = "settings.json"
+# The file `tf.train.CheckpointManager` writes beside its checkpoints: the backup of
+# `siamese_cd.distributed_loop.fit_distributed` holds a finished epoch when it exists.
+TF_CHECKPOINT_INDEX = "checkpoint"
 # Test hook: "EPOCH:BATCH" (epoch counted from 1, batch from 0) makes the process kill itself
 # with SIGKILL as that batch starts, so tests interrupt training at an exact point.
 KILL_VARIABLE = "SIAMESE_CD_KILL_AT"
@@ -190,6 +202,140 @@ class TrainingBackup(keras.callbacks.Callback):
         for old in self.backup_dir.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+def holds_progress(backup_dir: str | os.PathLike) -> bool:
+    """Whether `backup_dir` holds a finished epoch to resume from (of either training loop)."""
+    folder = Path(backup_dir)
+    return (folder / STATE_NAME).is_file() or (folder / TF_CHECKPOINT_INDEX).is_file()
+
+
+def settings_differences(saved: dict, now: dict) -> list[tuple[str, object, object]]:
+    """``(name, saved value, value now)`` of every setting that differs, in name order.
+
+    Values are compared as JSON holds them (a tuple equals the list it was saved as), and a
+    name missing on one side counts as None. The training backup (`check_settings`) and a
+    resumed tuning search (`siamese_cd.tuning.search`) both refuse on these.
+
+    Example:
+        >>> settings_differences({"filters": [8, 16], "depth": 4}, {"filters": (8, 16), "depth": 3})
+        [('depth', 4, 3)]
+    """
+    saved, now = _as_json(saved), _as_json(now)
+    return [
+        (name, saved.get(name), now.get(name))
+        for name in sorted(set(saved) | set(now))
+        if saved.get(name) != now.get(name)
+    ]
+
+
+def _as_json(values: dict) -> dict:
+    return json.loads(json.dumps(values, default=str))
+
+
+def record_settings(backup_dir: str | os.PathLike, settings: dict) -> None:
+    """Write `settings` (JSON-able) as those `backup_dir` is made with; creates the folder.
+
+    Raises:
+        FileWriteError: if the file cannot be written.
+    """
+    folder = Path(backup_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / SETTINGS_NAME, json.dumps(_as_json(settings), indent=2) + "\n")
+
+
+def check_settings(
+    backup_dir: str | os.PathLike, settings: dict, labels: dict[str, str] | None = None
+) -> None:
+    """Refuse to resume a backup that holds progress made with other `settings`.
+
+    A backup without a finished epoch, or without recorded settings (made before they were
+    recorded), is not checked: there is nothing to mismatch, or nothing to compare with.
+
+    Args:
+        backup_dir: the backup folder.
+        settings: the settings of the run about to start, as `record_settings` takes them.
+        labels: how to name each setting in the message, e.g. ``{"filters": "--filters"}``.
+
+    Raises:
+        RunFolderError: naming every difference (``--filters: backup 16, now 8``), the
+            folder, and what to do.
+    """
+    folder = Path(backup_dir)
+    path = folder / SETTINGS_NAME
+    if not holds_progress(folder) or not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise TrainingError(
+            f"{path}: the training backup's settings cannot be read ({error}); delete "
+            f"{folder} to start the training again from the first epoch"
+        ) from error
+    labels = labels or {}
+    changed = [
+        f"{labels.get(name, name)}: backup {_shown(old)}, now {_shown(new)}"
+        for name, old, new in settings_differences(saved, settings)
+    ]
+    if changed:
+        raise RunFolderError(
+            f"{folder} holds a training backup made with other settings ("
+            + "; ".join(changed)
+            + "), which cannot be resumed with these. Rerun with the original settings to "
+            f"resume it, or delete {folder} (or pass "
+            + option_hint("overwrite=True", "--overwrite")
+            + ") to start the training again from the first epoch."
+        )
+
+
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "not set" if value is None else str(value)
+
+
+def interruption_message(backup_dir: str | os.PathLike, model_path: str | os.PathLike) -> str:
+    """What an interrupted training kept, and how to go on, for the message of Ctrl-C."""
+    folder, model = Path(backup_dir), Path(model_path)
+    if (folder / STATE_NAME).is_file():
+        epoch = TrainingBackup(folder).finished_epochs()
+        return (
+            f"training interrupted; the last finished epoch ({epoch}) is kept in {folder}: "
+            "run the same command again to resume from it"
+        )
+    if holds_progress(folder):
+        return (
+            f"training interrupted; the last finished epoch is kept in {folder}: run the "
+            "same command again to resume from it"
+        )
+    if folder.is_dir():
+        return (
+            "training interrupted before its first epoch finished; run the same command "
+            "again to start it over"
+        )
+    if model.is_file():
+        return (
+            f"interrupted after training completed; the best model is {model} (its decision "
+            "threshold or test scores may not have been written)"
+        )
+    return "interrupted before training started; run the same command again to start it"
+
+
+@contextlib.contextmanager
+def interruption_reported(
+    backup_dir: str | os.PathLike, model_path: str | os.PathLike
+) -> Iterator[None]:
+    """Within the block, Ctrl-C raises `TrainingInterrupted` with `interruption_message`.
+
+    The message replaces Python's traceback of wherever the interrupt landed (often deep in
+    Keras or TensorFlow), which says nothing about what was kept.
+    """
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(interruption_message(backup_dir, model_path)) from None
 
 
 def _kill_point() -> tuple[int, int] | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,11 +40,13 @@ from siamese_cd.data.splits import DatasetSplits, training_splits
 from siamese_cd.distribute import resolve_mode
 from siamese_cd.distributed_training import mirrored_model, train_multi_worker
 from siamese_cd.errors import ConfigError, DatasetError, TrainingError
+from siamese_cd.hints import option_hint
 from siamese_cd.metrics import SCORE_NAMES
 from siamese_cd.models.siamese import SiameseChangeModel
 from siamese_cd.models.threshold import choose_threshold
 from siamese_cd.precision import set_precision
-from siamese_cd.resume import TrainingBackup
+from siamese_cd.resume import TrainingBackup, holds_progress, interruption_reported
+from siamese_cd.run_folder import check_outputs, check_run_folder, start_run
 
 # The settings recorded as the run's hyperparameters in TensorBoard's HParams dashboard.
 HPARAM_NAMES = ("variant", "depth", "filters", "preprocessing", "loss", "lr", "batch_size")
@@ -71,11 +74,14 @@ class TrainSettings:
         precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``
             (`siamese_cd.precision.set_precision`); the mixed ones keep float32 weights,
             preprocessing, head, loss and metrics.
-        early_stopping: stop after this many epochs without a better ``val_f1``; None never.
+        early_stopping: stop after this many epochs without a better ``val_f1`` (``val_loss``
+            when the validation split holds no change); None never.
         choose_threshold: after training, set the best model's decision threshold to the one
             with the best F1 on the validation split (`siamese_cd.models.threshold`) and save
             it with the model (the default: the recipe ablation found it the largest gain);
-            False keeps 0.5.
+            False keeps 0.5, as does a validation split without change.
+        overwrite: replace a finished run in `log_dir` (its event files, model and record)
+            and any backup; without it such a folder is refused (`siamese_cd.run_folder`).
         seed: seed of weights, shuffling and augmentation.
         dropout: spatial dropout of the model (0 makes a step deterministic).
         init: ``"torch"`` or ``"glorot"`` initialisation of the convolutions (see
@@ -112,6 +118,7 @@ class TrainSettings:
     label_threshold: int = 128
     on_missing: str = "error"
     bands: str | list[str] | None = None
+    overwrite: bool = False
 
     @property
     def model_path(self) -> Path:
@@ -188,20 +195,55 @@ def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel
     return model
 
 
+def validation_monitor(splits: DatasetSplits, progress: bool = False) -> str:
+    """What the best checkpoint and early stopping follow: ``"val_f1"``, or ``"val_loss"``.
+
+    A validation split without a single change pixel scores ``val_f1`` 0 at every epoch, so
+    the first epoch would stay "best" and the threshold 0.5 would be kept silently. Then the
+    validation loss is followed instead, with a warning naming the split, and no threshold
+    is chosen (`choose_and_save_threshold`).
+    """
+    val = splits.val
+    if not val.labelled or val.change_fraction(progress=progress) > 0:
+        return "val_f1"
+    where = str(val.root)
+    if splits.note:  # OSCD or AirChange: scenes held out of the training split
+        where += f" (validation scenes {', '.join(pair.stem for pair in val.pairs)})"
+    warnings.warn(
+        f"{where}: the validation split holds no change pixel, so val_f1 is 0 at every "
+        "epoch. The best checkpoint and early stopping follow val_loss instead, and the "
+        "decision threshold stays 0.5 (there is no change to choose it on). Add validation "
+        "pairs with change for an F1 to select by.",
+        stacklevel=2,
+    )
+    return "val_loss"
+
+
+def checkpoint_and_stopper(
+    settings: TrainSettings, monitor: str, resuming: bool, model_path: Path | None = None
+) -> tuple[BestCheckpoint, keras.callbacks.EarlyStopping | None]:
+    """The best checkpoint and the early stopping (None without it) that follow `monitor`."""
+    mode = "max" if monitor == "val_f1" else "min"
+    checkpoint = BestCheckpoint(
+        model_path or settings.model_path, monitor=monitor, resume=resuming, mode=mode
+    )
+    stopper = None
+    if settings.early_stopping is not None:
+        stopper = keras.callbacks.EarlyStopping(
+            monitor, mode=mode, patience=settings.early_stopping
+        )
+    return checkpoint, stopper
+
+
 def build_callbacks(
-    settings: TrainSettings, val: PairedImageDataset, resuming: bool
+    settings: TrainSettings, val: PairedImageDataset, resuming: bool, monitor: str = "val_f1"
 ) -> tuple[list[keras.callbacks.Callback], BestCheckpoint, NaNGuard, TrainingBackup]:
     """The run's callbacks, and the checkpoint, NaN guard and backup among them."""
     from tensorboard.plugins.hparams import api as hparams_api
 
     log_dir = Path(settings.log_dir)
-    checkpoint = BestCheckpoint(settings.model_path, monitor="val_f1", resume=resuming)
+    checkpoint, stopper = checkpoint_and_stopper(settings, monitor, resuming)
     nan_guard = NaNGuard()
-    stopper = None
-    if settings.early_stopping is not None:
-        stopper = keras.callbacks.EarlyStopping(
-            "val_f1", mode="max", patience=settings.early_stopping
-        )
     backup = TrainingBackup(
         settings.backup_dir, seed=settings.seed, checkpoint=checkpoint, early_stopping=stopper
     )
@@ -234,10 +276,13 @@ def raise_if_diverged(nan_guard: NaNGuard, settings: TrainSettings) -> None:
     out = settings.model_path
     kept = f" The best checkpoint so far is {out}." if out.is_file() else ""
     rate = settings.hparams()["lr"]
+    # The logs (and checkpoint) stay for a look; a rerun in the same folder must replace them.
+    again = option_hint("overwrite=True", "--overwrite")
     raise TrainingError(
         f"the training loss became NaN at epoch {epoch + 1}, batch {batch + 1}, so training "
         f"stopped. Try a lower learning rate (now {rate:g}), or check the data for "
-        f"empty or corrupt masks.{kept}"
+        f"empty or corrupt masks.{kept} Rerun with {again} to replace this run in "
+        f"{settings.log_dir}."
     )
 
 
@@ -254,7 +299,51 @@ def score_test(
     return scores
 
 
-# Over 60 lines: the steps of a run in order, each a call, with the resume and NaN handling.
+def choose_and_save_threshold(
+    best: keras.Model, val: PairedImageDataset, out: Path, monitor: str, progress: bool
+) -> None:
+    """Choose the best model's decision threshold on `val` and save it into `out`.
+
+    Skipped (0.5 kept, and said) when `monitor` is not ``val_f1``: the validation split then
+    holds no change, and every threshold scores F1 0 on it.
+    """
+    if monitor != "val_f1":
+        print("Decision threshold kept at 0.5: the validation split holds no change pixel")
+        return
+    threshold, f1 = choose_threshold(best, val, progress=progress)
+    with atomic_path(out) as temporary:
+        best.save(temporary)
+    print(f"Decision threshold {threshold:.3f} (val_f1 {f1:.4f} there) saved with the model")
+
+
+def finish_run(
+    settings: TrainSettings, splits: DatasetSplits, checkpoint: BestCheckpoint, verbose: int
+) -> tuple[keras.Model, dict[str, float] | None]:
+    """Load the best checkpoint, choose its threshold and score the test split.
+
+    Returns:
+        The best model and its test scores (None without a test split).
+    """
+    out = settings.model_path
+    best = keras.saving.load_model(out)
+    epoch = checkpoint.best_epoch or 0
+    print(f"Best checkpoint ({checkpoint.monitor}, epoch {epoch + 1}) saved to {out}")
+    if settings.choose_threshold:
+        choose_and_save_threshold(best, splits.val, out, checkpoint.monitor, verbose == 1)
+    test_scores = None
+    if splits.test is not None:
+        # Drawn at the best epoch, the one whose checkpoint was scored.
+        test_scores = score_test(best, splits.test, settings.log_dir, epoch)
+    return best, test_scores
+
+
+def verbosity(settings: TrainSettings) -> int:
+    """Keras verbosity: the settings' own, else a bar on a terminal and a line per epoch."""
+    if settings.verbose is not None:
+        return settings.verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
 def train_on_folder(
     data_dir: str | Path, settings: TrainSettings | None = None, **options
 ) -> TrainResult:
@@ -262,11 +351,14 @@ def train_on_folder(
 
     Logs go to ``settings.log_dir`` (``train/``, ``validation/``, ``images/``, ``test/`` runs
     and an HParams session). The checkpoint with the best ``val_f1`` is written to
-    ``settings.out`` and scored on the test split. Training is crash-safe: the state after
-    every epoch is kept in ``<log_dir>/backup`` until training completes, and running the
-    same call again after an interruption resumes from the last finished epoch.
-    ``settings.distribute`` trains on several devices or machines (see
-    `siamese_cd.distributed_training`).
+    ``settings.out`` and scored on the test split; a validation split without any change
+    pixel is warned about, and ``val_loss`` chooses the checkpoint instead
+    (`validation_monitor`). Training is crash-safe: the state after every epoch is kept in
+    ``<log_dir>/backup`` until training completes, and running the same call again after an
+    interruption resumes from the last finished epoch (with the same settings: see
+    `siamese_cd.run_folder`). A log folder holding a finished run is refused unless
+    ``settings.overwrite``. ``settings.distribute`` trains on several devices or machines
+    (see `siamese_cd.distributed_training`).
 
     Args:
         data_dir: folder holding ``train/``, ``val/`` and optionally ``test/`` splits, or an
@@ -279,7 +371,12 @@ def train_on_folder(
 
     Raises:
         DatasetError: if a split is missing or its files do not pair.
+        FileWriteError: if the log folder or the model file cannot be written (before
+            anything is read).
+        RunFolderError: if the log folder holds a finished run (without ``overwrite``), or a
+            backup made with other settings.
         TrainingError: if the loss becomes NaN.
+        TrainingInterrupted: on Ctrl-C, saying what was kept and how to resume.
     """
     if settings is None:
         settings = TrainSettings(**options)
@@ -291,9 +388,16 @@ def train_on_folder(
     mode = resolve_mode(settings.distribute)
     if mode == "multi-worker":
         return train_multi_worker(data_dir, settings)
-    verbose = settings.verbose
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
+    # Before any data is read: a run that cannot be written, or would spoil another, stops.
+    check_outputs(settings)
+    check_run_folder(settings, mode)
+    with interruption_reported(settings.backup_dir, out):
+        return _train(data_dir, settings, mode)
+
+
+def _train(data_dir: str | Path, settings: TrainSettings, mode: str) -> TrainResult:
+    """The steps of a run in order, on one device or mirrored; see `train_on_folder`."""
+    verbose = verbosity(settings)
     keras.utils.set_random_seed(settings.seed)
     splits = load_splits(data_dir, settings)
     print(
@@ -301,15 +405,18 @@ def train_on_folder(
         or f"Training on {len(splits.train.pairs)} pairs, validating on "
         f"{len(splits.val.pairs)} pairs."
     )
-    resuming = settings.backup_dir.is_dir()
+    monitor = validation_monitor(splits, progress=verbose == 1)
+    resuming = holds_progress(settings.backup_dir)
     if resuming:
         print(f"Resuming from the last finished epoch saved in {settings.backup_dir}")
     if mode == "mirrored":
         _, model = mirrored_model(settings, splits.train.channels)
     else:
         model = build_model(settings, splits.train.channels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    callbacks, checkpoint, nan_guard, backup = build_callbacks(settings, splits.val, resuming)
+    start_run(settings, mode)
+    callbacks, checkpoint, nan_guard, backup = build_callbacks(
+        settings, splits.val, resuming, monitor
+    )
     backup.restore_data([splits.train])
     try:
         history = model.fit(
@@ -326,15 +433,5 @@ def train_on_folder(
         raise_if_diverged(nan_guard, settings)
         raise
     shutil.rmtree(settings.backup_dir, ignore_errors=True)
-    best = keras.saving.load_model(out)
-    print(f"Best checkpoint (val_f1, epoch {checkpoint.best_epoch + 1}) saved to {out}")
-    if settings.choose_threshold:
-        threshold, f1 = choose_threshold(best, splits.val, progress=verbose == 1)
-        with atomic_path(out) as temporary:
-            best.save(temporary)
-        print(f"Decision threshold {threshold:.3f} (val_f1 {f1:.4f} there) saved with the model")
-    test_scores = None
-    if splits.test is not None:
-        # Drawn at the best epoch, the one whose checkpoint was scored.
-        test_scores = score_test(best, splits.test, settings.log_dir, checkpoint.best_epoch or 0)
+    best, test_scores = finish_run(settings, splits, checkpoint, verbose)
     return TrainResult(best, history.history, test_scores)

@@ -1,7 +1,9 @@
-"""A training killed with SIGKILL and run again ends exactly where an uninterrupted one does."""
+"""A training killed with SIGKILL and run again ends exactly where an uninterrupted one does;
+Ctrl-C says what was kept; a resume with other settings is refused, naming them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -81,3 +83,79 @@ def test_sigkill_mid_epoch_then_rerun_gives_bit_identical_weights_and_scores(tmp
     assert (resumed_dir / "model.best.json").read_text() == (
         tmp_path / "straight" / "model.best.json"
     ).read_text()
+
+
+# -- Ctrl-C, and a resume with other settings (in this process) -------------------------------
+
+
+TINY = ["--batch-size", "2", "--depth", "2", "--filters", "2", "--precision", "float32"]
+TINY += ["--no-choose-threshold", "--seed", "0"]
+
+
+@pytest.fixture
+def interrupted(tmp_path, monkeypatch, capsys):
+    """``(data, logdir, argv)`` of a `train` stopped by Ctrl-C early in epoch 2, and its
+    standard error."""
+    from siamese_cd.cli import main
+    from siamese_cd.resume import TrainingBackup
+    from tests.fakes import make_split
+
+    make_split(tmp_path / "data" / "train", count=4, seed=0)
+    make_split(tmp_path / "data" / "val", count=2, seed=1)
+    logdir = tmp_path / "run"
+    argv = ["train", str(tmp_path / "data"), *TINY, "--logdir", str(logdir)]
+    original = TrainingBackup.on_train_batch_begin
+
+    def ctrl_c_in_epoch_2(self, batch, logs=None):
+        if self._epoch == 1:
+            raise KeyboardInterrupt
+        original(self, batch, logs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingBackup, "on_train_batch_begin", ctrl_c_in_epoch_2)
+        code = main([*argv, "--epochs", "2"])
+    assert code == 130
+    return logdir, argv, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_the_last_epoch_is_kept_and_the_same_command_resumes(interrupted, capsys):
+    from siamese_cd.cli import main
+
+    logdir, argv, error = interrupted
+    backup = logdir / "backup"
+    assert (
+        f"siamese-cd train: training interrupted; the last finished epoch (1) is kept in "
+        f"{backup}: run the same command again to resume from it"
+    ) in error
+    assert "Traceback" not in error and "KeyboardInterrupt" not in error
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    # Rerun, with more epochs than before: the epochs may change on resume.
+    assert main([*argv, "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming from the last finished epoch" in out
+    assert "Epoch 1/3" not in out and "Epoch 2/3" in out and "Epoch 3/3" in out
+    assert not backup.exists() and (logdir / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_resuming_with_other_settings_is_refused_naming_each_difference(interrupted, capsys):
+    from siamese_cd.cli import main
+
+    logdir, argv, _ = interrupted
+    backup = logdir / "backup"
+    state = (backup / "training_metadata.json").read_text()
+    changed = [*argv, "--epochs", "2", "--filters", "4", "--lr", "0.01", "--no-augment"]
+    assert main(changed) == 2
+    error = capsys.readouterr().err
+    assert f"siamese-cd train: error: {backup} holds a training backup made with other " in error
+    assert "--filters: backup 2, now 4" in error and "--lr: backup not set, now 0.01" in error
+    assert "augment (--no-augment): backup True, now False" in error
+    assert "--epochs" not in error  # not a setting a resume must keep
+    assert f"Rerun with the original settings to resume it, or delete {backup}" in error
+    assert "--overwrite" in error and "Traceback" not in error
+    assert (backup / "training_metadata.json").read_text() == state  # left as it was
+    # --overwrite starts again from the first epoch, without the backup.
+    assert main([*changed, "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming" not in out and "Epoch 1/2" in out and not backup.exists()

@@ -147,3 +147,44 @@ def test_nan_loss_stops_with_a_message_and_keeps_no_broken_state(synthetic, tmp_
         )  # fmt: skip
     assert not (logdir / "backup").exists()
     assert not (logdir / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_val_split_without_change_is_warned_and_val_loss_chooses_the_checkpoint(tmp_path, capsys):
+    import json
+
+    import keras
+    from PIL import Image
+
+    from siamese_cd.training import checkpoint_and_stopper
+    from tests.fakes import make_split
+
+    data = tmp_path / "data"
+    make_split(data / "train", count=4, seed=0)
+    val = make_split(data / "val", count=2, seed=1)
+    for label in (val / "label").iterdir():
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(label)
+    logdir = tmp_path / "run"
+    settings = TrainSettings(
+        epochs=3, batch_size=2, log_dir=logdir, depth=2, filters=2, precision="float32",
+        early_stopping=2, verbose=0,
+    )  # fmt: skip
+    with pytest.warns(UserWarning) as warned:
+        result = train_on_folder(data, settings)
+    (message,) = [str(w.message) for w in warned if "no change pixel" in str(w.message)]
+    assert message.startswith(f"{val}: the validation split holds no change pixel")
+    assert "follow val_loss instead" in message and "threshold stays 0.5" in message
+    printed = capsys.readouterr().out
+    # The best checkpoint is the epoch of the lowest val_loss, not epoch 1 by a tie at 0.
+    losses = result.history["val_loss"]
+    best = int(np.argmin(losses)) + 1
+    assert f"Best checkpoint (val_loss, epoch {best}) saved" in printed
+    record = json.loads((logdir / "model.best.json").read_text())
+    assert record["monitor"] == "val_loss" and record["epoch"] == best
+    assert record["best"] == pytest.approx(min(losses))
+    # No threshold is chosen on a split without change; 0.5 is kept and said.
+    assert "Decision threshold kept at 0.5: the validation split holds no change" in printed
+    assert keras.saving.load_model(logdir / "model.keras").threshold == 0.5
+    # Early stopping follows the same value.
+    _, stopper = checkpoint_and_stopper(settings, "val_loss", resuming=False)
+    assert (stopper.monitor, stopper.mode, stopper.patience) == ("val_loss", "min", 2)

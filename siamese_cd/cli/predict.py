@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from siamese_cd.cli.arguments import (
     add_precision_argument,
@@ -27,7 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("t1", help="first-date image, or folder of them")
     parser.add_argument("t2", help="second-date image, or folder of them")
     parser.add_argument(
-        "-o", "--out", required=True, help="output file (.png, .tif, .npy), or folder"
+        "-o",
+        "--out",
+        required=True,
+        help="output file (.png, .tif, .npy), or folder: for one pair, an existing folder "
+        "(or a name ending in /) receives T1's name with .png (.tif for a GeoTIFF T1 or "
+        "--probabilities)",
     )
     parser.add_argument("--tile-size", type=positive_int, default=256, help="default 256")
     parser.add_argument(
@@ -47,25 +53,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tta", action="store_true", help="average the 8 flips and rotations (8x slower)"
     )
+    parser.add_argument(
+        "--on-missing",
+        choices=("error", "skip"),
+        default="error",
+        help="folders: a file without its counterpart is an error (default), or skipped "
+        "with a warning",
+    )
+
+
+def _checked_output(args: argparse.Namespace) -> tuple[bool, Path]:
+    """Whether T1 and T2 are folders, and the output: checked (and its folder made) before
+    the model is loaded, so a wrong name costs no prediction."""
+    from siamese_cd.errors import ConfigError
+    from siamese_cd.inference import OUTPUT_SUFFIXES, check_maps_folder, map_path
+
+    if args.overlap >= args.tile_size:
+        raise ConfigError(
+            f"--overlap {args.overlap} must be less than --tile-size {args.tile_size}"
+        )
+    t1, t2 = Path(args.t1), Path(args.t2)
+    if t1.is_dir() and t2.is_dir():
+        return True, check_maps_folder(args.out, t1, t2)
+    if t1.is_dir() or t2.is_dir():
+        folder, other = (t1, t2) if t1.is_dir() else (t2, t1)
+        raise ConfigError(f"{folder} is a folder and {other} a file: give two files or two folders")
+    out = map_path(args.out, t1, args.probabilities, t2)
+    for path in (t1, t2):
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file")
+    return False, output_file(str(out), OUTPUT_SUFFIXES, "change maps")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from siamese_cd.inference import load_change_model, predict_files, predict_folders
 
-    from siamese_cd.errors import ConfigError
-    from siamese_cd.inference import (
-        OUTPUT_SUFFIXES,
-        load_change_model,
-        predict_files,
-        predict_folders,
-    )
-
-    folders = Path(args.t1).is_dir() and Path(args.t2).is_dir()
-    # Checked before the model runs, so a wrong name costs no prediction.
-    if not folders:
-        out = output_file(args.out, OUTPUT_SUFFIXES, "change maps")
-        if args.probabilities and out.suffix.lower() == ".png":
-            raise ConfigError(f"{out}: probabilities are floats; write them as .tif or .npy")
+    folders, out = _checked_output(args)
     from siamese_cd.precision import set_precision
 
     set_precision(args.precision)
@@ -80,9 +103,11 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
     )
     if folders:
-        written = predict_folders(model, args.t1, args.t2, args.out, **options)
-        print(f"Wrote {len(written)} change maps to {args.out}")
+        written = predict_folders(
+            model, args.t1, args.t2, out, on_missing=args.on_missing, **options
+        )
+        print(f"Wrote {len(written)} change maps to {out}")
     else:
-        out = predict_files(model, args.t1, args.t2, args.out, progress=True, **options)
+        out = predict_files(model, args.t1, args.t2, out, progress=True, **options)
         print(f"Wrote {out}")
     return 0

@@ -20,7 +20,10 @@ DESCRIPTION = (
     "rotations. Pixels are read as stored and scaled inside the model (--preprocessing). "
     "Keeps the checkpoint with the best val_f1 and scores it on DATA/test when that split "
     "exists. DATA may also be an OSCD or AirChange download: it is trained on 96x96 crops "
-    "of its training scenes, validated on two held-out ones and scored on its test split."
+    "of its training scenes, validated on two held-out ones and scored on its test split. "
+    "A killed or interrupted (Ctrl-C, exit status 130) run resumes from its last finished "
+    "epoch when the same command is run again; a LOGDIR holding a finished run is refused "
+    "unless --overwrite is given."
 )
 PREPROCESSING = ("auto", "unit", "standardize")
 
@@ -38,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out", default=None, help="best model file, .keras (default LOGDIR/model.keras)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in LOGDIR (its TensorBoard event files, model and "
+        "record) and any backup, starting again from the first epoch; without it such a "
+        "folder is refused, while a killed run (LOGDIR/backup) resumes",
     )
     _add_model_arguments(parser)
     _add_training_arguments(parser)
@@ -147,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         label_threshold=args.label_threshold,
         on_missing=args.on_missing,
         bands=args.bands,
+        overwrite=args.overwrite,
     )
     train_on_folder(args.data, settings)
     return 0

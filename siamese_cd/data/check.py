@@ -4,9 +4,15 @@ It reports, per split: empty splits, files without counterparts (orphans), files
 be decoded (unreadable or truncated), images with NaN or infinite pixels, images whose bit depth
 differs from the split's first image, scenes whose t1, t2 and label sizes differ, labels holding
 values outside the expected set, labels whose non-zero values never reach the label threshold
-(read as "no change"), and the fraction of changed pixels. Everything it reports as a problem
-stops training too, and a problem makes the command exit non-zero. Float images are not a
-problem: the model standardises them (``preprocessing="auto"``).
+(read as "no change"), broken symbolic links, dates whose GeoTIFFs lie on different grids (CRS
+or transform, `siamese_cd.data.georeference`), and the fraction of changed pixels. Everything
+it reports as a problem stops training too, and a problem makes the command exit non-zero.
+Float images are not a problem: the model standardises them (``preprocessing="auto"``).
+
+It also notes, without failing, a split whose labels hold no change pixel at all (``no_change``):
+a validation split like that scores ``val_f1`` 0 at every epoch (training then follows
+``val_loss`` and keeps the threshold 0.5, see `siamese_cd.training.validation_monitor`), a
+training split has nothing to learn, a test split scores change F1 0.
 
 Expected label values: ``{0, 255}`` or ``{0, 1}`` (``{0, 65535}`` for 16-bit masks) after
 reducing RGB to its brightest band. JPEG labels are noisy by nature, so values within
@@ -42,7 +48,8 @@ from siamese_cd.data.decoding import (
     read_image,
     read_label_values,
 )
-from siamese_cd.data.pairing import describe_layouts, detect_layout, match_stems
+from siamese_cd.data.georeference import grid_mismatch
+from siamese_cd.data.pairing import BrokenLink, describe_layouts, detect_layout, match_stems
 from siamese_cd.errors import DatasetError, ImageReadError, NonFiniteError, PairingError
 
 JPEG_TOLERANCE = 64
@@ -55,7 +62,8 @@ class Problem:
 
     split: str
     # orphan | unreadable | non_finite | size_mismatch | label_values | label_below_threshold
-    # | mixed_bit_depth | empty | pairing
+    # | mixed_bit_depth | empty | pairing | georef_mismatch | broken_link; and as a note (not
+    # a problem): no_change
     kind: str
     path: str
     message: str
@@ -103,6 +111,8 @@ class CheckReport:
     splits: list[SplitReport]
     problems: list[Problem]
     ignored: list[str] = field(default_factory=list)
+    # Worth knowing but not stopping training (``no_change``); they leave `ok` True.
+    notes: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -117,6 +127,7 @@ class CheckReport:
                 for split in self.splits
             ],
             "problems": [asdict(problem) for problem in self.problems],
+            "notes": [asdict(note) for note in self.notes],
             "ignored_folders": self.ignored,
         }
 
@@ -136,16 +147,47 @@ class CheckReport:
             )
         for folder in self.ignored:
             lines.append(f"ignored {folder}: matches no layout")
-        kinds: dict[str, list[Problem]] = {}
-        for problem in self.problems:
-            kinds.setdefault(problem.kind, []).append(problem)
-        for kind, problems in kinds.items():
-            lines.append(f"{len(problems)} {kind.replace('_', ' ')} problem(s):")
-            lines += [f"  [{p.split}] {p.message}" for p in problems[:_SHOWN_PER_KIND]]
-            if len(problems) > _SHOWN_PER_KIND:
-                lines.append(f"  ... and {len(problems) - _SHOWN_PER_KIND} more (see --json)")
+        lines += _grouped(self.problems, "problem(s)")
+        lines += _grouped(self.notes, "note(s)")
         lines.append("OK: no problems found" if self.ok else f"{len(self.problems)} problem(s)")
         return "\n".join(lines)
+
+
+def _grouped(findings: list[Problem], what: str) -> list[str]:
+    """Lines of `findings` grouped by kind, at most `_SHOWN_PER_KIND` shown per kind."""
+    kinds: dict[str, list[Problem]] = {}
+    for finding in findings:
+        kinds.setdefault(finding.kind, []).append(finding)
+    lines = []
+    for kind, found in kinds.items():
+        lines.append(f"{len(found)} {kind.replace('_', ' ')} {what}:")
+        lines += [f"  [{p.split}] {p.message}" for p in found[:_SHOWN_PER_KIND]]
+        if len(found) > _SHOWN_PER_KIND:
+            lines.append(f"  ... and {len(found) - _SHOWN_PER_KIND} more (see --json)")
+    return lines
+
+
+def no_change_note(report: SplitReport, label_threshold: int) -> Problem | None:
+    """A ``no_change`` note for a labelled split without a single change pixel, else None.
+
+    What it costs depends on the split: validation is where it matters (``val_f1`` is 0 at
+    every epoch); for training and test it is informational.
+    """
+    if not report.label_pixels or report.changed_pixels:
+        return None
+    consequence = {
+        "val": "val_f1 is 0 at every epoch, so siamese-cd train follows val_loss for the best "
+        "checkpoint and early stopping, and keeps the decision threshold 0.5",
+        "train": "there is no change to learn, and the class-weighted loss (bce) cannot be "
+        "weighted from it",
+    }.get(report.name, "change-class precision, recall and F1 are 0 on it")
+    return Problem(
+        report.name,
+        "no_change",
+        report.path,
+        f"{report.path}: no label holds a change pixel (at label threshold "
+        f"{label_threshold}): {consequence}",
+    )
 
 
 def find_splits(data_dir: Path) -> tuple[list[tuple[str, Path, str, list[Path]]], list[str]]:
@@ -246,6 +288,11 @@ def _scan_pair(pair, label_threshold: int) -> dict:
             result["problems"].append(("unreadable", path, str(error)))
             shape = None
         result["shapes"].append((role, path, shape))
+    if all(shape is not None for role, _, shape in result["shapes"] if role != "label"):
+        # The rule of training and predict: both dates on one grid (TIFF headers only).
+        message = grid_mismatch(pair.t1, pair.t2)
+        if message:
+            result["problems"].append(("georef_mismatch", pair.t2, message))
     known = [s for _, _, s in result["shapes"] if s is not None]
     if len({s[:2] for s in known}) > 1:
         listing = ", ".join(f"{role} {path} {shape}" for role, path, shape in result["shapes"])
@@ -294,6 +341,10 @@ def check_dataset(
         except PairingError as error:
             problems.append(Problem(name, "pairing", str(split_dir), str(error)))
             continue
+        # Broken links stop pairing whatever on_missing says; they are not orphans.
+        links = [item for item in orphans if isinstance(item, BrokenLink)]
+        orphans = [item for item in orphans if not isinstance(item, BrokenLink)]
+        problems += [Problem(name, "broken_link", str(x.path), x.describe()) for x in links]
         report.pairs, report.orphans = len(pairs), len(orphans)
         if not pairs:
             problems.append(
@@ -323,7 +374,8 @@ def check_dataset(
         while pending:
             _collect(*pending.popleft(), problems, bar)
     bar.close()
-    return CheckReport(str(data_dir), reports, problems, ignored)
+    notes = [no_change_note(report, label_threshold) for report in reports]
+    return CheckReport(str(data_dir), reports, problems, ignored, [n for n in notes if n])
 
 
 def _collect(item, future, problems: list[Problem], bar) -> None:

@@ -109,8 +109,10 @@ class PairedImageDataset(keras.utils.PyDataset):
     batch is ``((t1, t2),)``, inputs only, for prediction.
 
     **Pixels.** RGB, grayscale (repeated to 3 bands, or kept as 1 with ``grayscale="keep"``)
-    and RGBA (alpha dropped, with one warning) in 8 or 16 bits; multi-band GeoTIFF through
-    rasterio (``pip install 'siamese_cd[geo]'``), with `bands` to choose bands.
+    and RGBA PNGs (alpha dropped, with one warning) in 8 or 16 bits; multi-band GeoTIFF
+    through rasterio (``pip install 'siamese_cd[geo]'``), every band kept (even one GDAL tags
+    as alpha), with `bands` to choose bands. The two dates of a GeoTIFF scene must share
+    one CRS and transform (a `GeoreferenceError` names both files otherwise).
 
     **Samples.** By default one sample per scene, whole. ``crop_size`` takes one random crop
     per scene and epoch (training on large scenes). ``tile_size`` cuts every scene into
@@ -154,7 +156,8 @@ class PairedImageDataset(keras.utils.PyDataset):
         scene_files: stems of the t1, t2 and label files in scene folders (default
             ``("t1", "t2", "label")``).
         bands: bands to read, counted from 1 as in GDAL, e.g. ``(4, 3, 2)``; None reads all
-            (minus alpha). For OSCD, band names: ``"rgb"``, ``"all"`` (default) or a list.
+            (minus a PNG's alpha; a GeoTIFF's bands are all kept). For OSCD, band names:
+            ``"rgb"``, ``"all"`` (default) or a list.
         grayscale: ``"expand"`` (default) repeats 1-band images to 3 bands; ``"keep"`` keeps
             1 band.
         cache_dir: folder of decoded caches; built on first use (with a progress bar).
@@ -447,6 +450,7 @@ class PairedImageDataset(keras.utils.PyDataset):
         for k, scene in enumerate(samples):
             pair = self.pairs[int(scene)]
             if k > 0:
+                self.source.check_grid(int(scene), pair)
                 for path, batch in ((pair.t1, t1_batch), (pair.t2, t2_batch)):
                     if decode_into(path, batch[k], grayscale=self.grayscale) is not None:
                         return None

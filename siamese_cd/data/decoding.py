@@ -47,6 +47,9 @@ Window = tuple[int, int, int, int]
 
 GRAYSCALE = ("expand", "keep")
 RASTERIO_EXTENSIONS = frozenset({".tif", ".tiff"})
+# Band counts whose last band is alpha in formats with a transparency mask (not TIFF; see
+# `drops_alpha`): gray + alpha and RGBA.
+ALPHA_BAND_COUNTS = frozenset({2, 4})
 # Lossy formats: a label stored this way is noisy, so it is always thresholded and never
 # taken for a 0/1 mask (a noisy 0/255 mask of an unchanged scene can hold only 0s and 1s).
 LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg"})
@@ -64,6 +67,23 @@ _PNG_BANDS = {0: 1, 2: 3, 4: 2, 6: 4}
 def uses_rasterio(path: str | Path) -> bool:
     """Whether `path` is read through rasterio (GeoTIFF and other TIFF files)."""
     return Path(path).suffix.lower() in RASTERIO_EXTENSIONS
+
+
+def drops_alpha(path: str | Path, count: int) -> bool:
+    """Whether reading `path`, an image of `count` bands, drops its last band as alpha.
+
+    The one alpha rule of every reader (the `tf.data` path applies it in the graph, with
+    `ALPHA_BAND_COUNTS`): a PNG, JPEG or BMP of 2 or 4 bands is gray or RGB plus a
+    transparency mask, which is dropped (with one warning per folder). Every band of a
+    ``.tif``/``.tiff`` is data and kept, whatever GDAL's colour interpretation says: GDAL
+    tags the 4th band of every 4-band 8-bit GeoTIFF as alpha by default, and a near-infrared
+    band is no transparency mask. `bands=` picks bands explicitly, alpha or not.
+
+    Example:
+        >>> drops_alpha("a.png", 4), drops_alpha("a.tif", 4), drops_alpha("a.png", 3)
+        (True, False, False)
+    """
+    return count in ALPHA_BAND_COUNTS and not uses_rasterio(path)
 
 
 def is_lossy(path: str | Path) -> bool:
@@ -233,7 +253,7 @@ def _file_image(path: Path, bands, grayscale: str, data: bytes | None = None) ->
         array = check_finite(_pillow_array(array, path), path)
     if bands is not None:
         return _select(array, bands, path)
-    if array.shape[-1] in (2, 4):
+    if drops_alpha(path, array.shape[-1]):
         _warn_alpha_once(path)
         array = array[..., :-1]
     if array.shape[-1] == 1 and grayscale == "expand":
@@ -241,8 +261,9 @@ def _file_image(path: Path, bands, grayscale: str, data: bytes | None = None) ->
     return array
 
 
-def _rasterio_read(path: Path, bands, window: Window | None, drop_alpha: bool):
-    """Bands of a raster as (H, W, C), windowed reads done by GDAL."""
+def _rasterio_read(path: Path, bands, window: Window | None):
+    """Bands of a raster as (H, W, C), all of them unless `bands` says (GDAL's alpha tag is
+    not followed: `drops_alpha`); windowed reads done by GDAL."""
     rasterio = _rasterio(path)
     try:
         with rasterio.open(path) as source:
@@ -255,14 +276,7 @@ def _rasterio_read(path: Path, bands, window: Window | None, drop_alpha: bool):
                     )
                 indexes = list(bands)
             else:
-                alpha = rasterio.enums.ColorInterp.alpha
-                indexes = [
-                    i
-                    for i, interp in enumerate(source.colorinterp, start=1)
-                    if not (drop_alpha and interp == alpha)
-                ]
-                if len(indexes) < count:
-                    _warn_alpha_once(path)
+                indexes = list(range(1, count + 1))
             rio_window = None
             if window is not None:
                 top, left, height, width = window
@@ -289,8 +303,10 @@ def read_image(
 ) -> np.ndarray:
     """Read an image as an (H, W, C) array in the file's pixel type (uint8, uint16, ...).
 
-    By default an alpha band is dropped (with one warning per folder), palette images are
-    expanded, and grayscale is repeated to three bands (``grayscale="keep"`` keeps one band).
+    By default the alpha band of a PNG (JPEG, BMP, ...) is dropped, with one warning per folder,
+    while every band of a ``.tif``/``.tiff`` is kept, even one GDAL tags as alpha (the rule:
+    `drops_alpha`); palette images are expanded, and grayscale is repeated to three bands
+    (``grayscale="keep"`` keeps one band).
     With `bands`, exactly those bands are returned, counted from 1 as in GDAL, with no alpha
     or grayscale handling. ``.tif``/``.tiff`` files are read through rasterio (the ``geo``
     extra), which reads only the `window` from disk. Other formats are decoded whole: plain PNGs
@@ -310,7 +326,7 @@ def read_image(
     bands = check_bands(bands)
     check_grayscale(grayscale)
     if uses_rasterio(path):
-        array = _rasterio_read(path, bands, window, drop_alpha=True)
+        array = _rasterio_read(path, bands, window)
         if bands is None and array.shape[-1] == 1 and grayscale == "expand":
             array = np.repeat(array, 3, axis=-1)
         return check_finite(array, path)
@@ -346,7 +362,7 @@ def decode_into(
                 out.shape == (height, width, bands)
                 and out.dtype == (np.uint8 if depth == 8 else np.uint16)
                 and out.flags.c_contiguous
-                and bands in (1, 3)
+                and not drops_alpha(path, bands)
                 and b"tRNS" not in data[33 : data.find(b"IDAT")]
                 and not (bands == 1 and grayscale == "expand")
             ):
@@ -367,7 +383,7 @@ def read_label_values(path: str | Path, *, window: Window | None = None) -> np.n
     """
     path = Path(path)
     if uses_rasterio(path):
-        array = _rasterio_read(path, None, window, drop_alpha=False)
+        array = _rasterio_read(path, None, window)
     else:
         array = _decoded(path)
         if isinstance(array, Image.Image):

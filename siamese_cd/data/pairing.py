@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siamese_cd.errors import DatasetError, PairingError
+from siamese_cd.hints import option_hint
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
@@ -66,6 +67,48 @@ class Orphan:
 
     def describe(self) -> str:
         return f"{self.path} has no counterpart in {', '.join(map(str, self.missing_from))}"
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """A symbolic link among a split's files whose target does not exist.
+
+    It is not a missing file (its counterparts are not orphans) but a fault of its own:
+    pairing always refuses it, whatever `on_missing` says, and ``siamese-cd check`` reports
+    it as ``broken_link``.
+    """
+
+    path: Path
+    target: str
+    missing_from: tuple[Path, ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.path}: broken symbolic link to {self.target}"
+
+
+def broken_link(path: str | Path) -> BrokenLink | None:
+    """A `BrokenLink` if `path` is a symbolic link whose target is missing, else None."""
+    path = Path(path)
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        target = os.readlink(path)
+    except OSError as error:  # pragma: no cover - removed between the two calls
+        target = f"an unreadable target ({error})"
+    return BrokenLink(path, target)
+
+
+def _refuse_broken(links: Sequence[str], where: str) -> None:
+    """Raise a `PairingError` naming the broken links (up to 10) and the total, if any."""
+    if not links:
+        return
+    named = "\n".join(f"  {link}" for link in links[:_MAX_NAMED])
+    extra = len(links) - _MAX_NAMED
+    more = f"\n  ... and {extra} more" if extra > 0 else ""
+    raise PairingError(
+        f"{len(links)} broken symbolic link(s) in {where}:\n{named}{more}\n"
+        "Point each link at an existing file, or remove it."
+    )
 
 
 class PairList(Sequence[Pair]):
@@ -127,23 +170,40 @@ class PairList(Sequence[Pair]):
         return [str(self.folders[k] / name) for name in self._names[k]]
 
 
-def _scan(folder: Path) -> dict[str, str]:
-    """Stem -> file name of the images in `folder` (names as plain strings, to stay small)."""
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is a file, following links. A link to a missing file is none
+    (`_scan` tells it apart, rather than reporting the counterparts of a missing file), nor
+    is a link to itself, which raises instead of answering."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _scan(folder: Path) -> tuple[dict[str, str], dict[str, BrokenLink]]:
+    """Stem -> file name of the images in `folder` (names as plain strings, to stay small),
+    and stem -> `BrokenLink` of the image names that are broken symbolic links."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a directory")
     found: dict[str, str] = {}
+    broken: dict[str, BrokenLink] = {}
     with os.scandir(folder) as entries:
-        names = sorted(entry.name for entry in entries if entry.is_file())
-    for name in names:
+        listed = [(entry.name, _is_file(entry)) for entry in entries]
+    for name, is_file in sorted(listed):
         stem, ext = os.path.splitext(name)
         if name.startswith(".") or ext.lower() not in IMAGE_EXTENSIONS:
             continue
-        if stem in found:
+        if stem in found or stem in broken:
+            other = found[stem] if stem in found else broken[stem].path.name
             raise PairingError(
-                f"{folder}: two files share the stem {stem!r} ({found[stem]} and {name}); keep one"
+                f"{folder}: two files share the stem {stem!r} ({other} and {name}); keep one"
             )
-        found[stem] = name
-    return found
+        link = None if is_file else broken_link(folder / name)
+        if is_file:
+            found[stem] = name
+        elif link is not None:
+            broken[stem] = link
+    return found, broken
 
 
 def list_images(folder: str | Path) -> dict[str, Path]:
@@ -154,36 +214,41 @@ def list_images(folder: str | Path) -> dict[str, Path]:
 
     Raises:
         DatasetError: if `folder` is not a directory.
-        PairingError: if two files share a stem.
+        PairingError: if two files share a stem, or an image is a broken symbolic link.
     """
     folder = Path(folder)
-    return {stem: folder / name for stem, name in _scan(folder).items()}
+    found, broken = _scan(folder)
+    _refuse_broken([link.describe() for link in broken.values()], str(folder))
+    return {stem: folder / name for stem, name in found.items()}
 
 
-def match_stems(folders: list[Path]) -> tuple[PairList, list[Orphan]]:
-    """Pair the files of two or three folders by stem, returning pairs and orphans.
+def match_stems(folders: list[Path]) -> tuple[PairList, list[Orphan | BrokenLink]]:
+    """Pair the files of two or three folders by stem, returning pairs and the files left out.
 
-    Unlike `pair_by_stem` this never raises on orphans, for reports such as
-    ``siamese-cd check``. A third folder, when given, is the label folder.
+    Unlike `pair_by_stem` this never raises on them, for reports such as ``siamese-cd
+    check``. A third folder, when given, is the label folder. The files left out are
+    orphans (`Orphan`, counterparts missing) and broken symbolic links (`BrokenLink`); a
+    broken link's stem is not paired, and its counterparts are not orphans (the link is the
+    fault).
     """
     folders = [Path(f) for f in folders]
-    listings = [_scan(folder) for folder in folders]
+    scans = [_scan(folder) for folder in folders]
+    listings = [found for found, _ in scans]
+    present = [found.keys() | broken.keys() for found, broken in scans]
     shared = set(listings[0]).intersection(*listings[1:])
-    common = sorted(shared)
-    orphans = sorted(
-        (
-            Orphan(
-                folder / listing[stem],
-                tuple(f for f, other in zip(folders, listings) if stem not in other),
-            )
-            for folder, listing in zip(folders, listings)
-            for stem in listing
-            if stem not in shared
-        ),
-        key=lambda orphan: orphan.path,
-    )
-    names = [[listing[stem] for stem in common] for listing in listings]
-    return PairList(folders, names), orphans
+    everywhere = set(present[0]).intersection(*present[1:])
+    left_out: list[Orphan | BrokenLink] = [
+        Orphan(
+            folder / listing[stem],
+            tuple(f for f, there in zip(folders, present) if stem not in there),
+        )
+        for folder, listing in zip(folders, listings)
+        for stem in listing
+        if stem not in everywhere
+    ]
+    left_out += [link for _, broken in scans for link in broken.values()]
+    names = [[listing[stem] for stem in sorted(shared)] for listing in listings]
+    return PairList(folders, names), sorted(left_out, key=lambda item: item.path)
 
 
 def _report_missing(problems: list[str], what: str, on_missing: str) -> None:
@@ -194,8 +259,9 @@ def _report_missing(problems: list[str], what: str, on_missing: str) -> None:
     if on_missing == "error":
         raise PairingError(
             f"{len(problems)} {what}:\n{named}{more}\n"
-            "Add the missing files, or leave them out: on_missing='skip' in Python, "
-            "--on-missing skip on the command line."
+            "Add the missing files, or leave them out: "
+            + option_hint("on_missing='skip'", "--on-missing skip")
+            + "."
         )
     warnings.warn(f"Skipping {len(problems)} {what}:\n{named}{more}", stacklevel=3)
 
@@ -227,11 +293,15 @@ def pair_by_stem(
 
     Raises:
         PairingError: on orphans with ``on_missing="error"``, naming up to 10 of them and the
-            total, or when no pair is found at all.
+            total; on broken symbolic links (``a.png: broken symbolic link to ...``) whatever
+            `on_missing` says; or when no pair is found at all.
     """
     _check_on_missing(on_missing)
     folders = [Path(t1_dir), Path(t2_dir)] + ([Path(label_dir)] if label_dir is not None else [])
-    pairs, orphans = match_stems(folders)
+    pairs, left_out = match_stems(folders)
+    broken = [item.describe() for item in left_out if isinstance(item, BrokenLink)]
+    _refuse_broken(broken, ", ".join(map(str, folders)))
+    orphans = [item for item in left_out if isinstance(item, Orphan)]
     if orphans:
         _report_missing(
             [orphan.describe() for orphan in orphans],
@@ -295,6 +365,21 @@ def pair_split(split_dir: str | Path, on_missing: str = "error") -> PairList:
     return pair_by_stem(*find_layout(split_dir), on_missing=on_missing)
 
 
+def _csv_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
+    """The non-empty rows of a CSV of triples with their line numbers, without a header."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [(n, row) for n, row in enumerate(csv.reader(handle), start=1) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"{csv_path}: cannot read the CSV of triples ({error})") from error
+    if rows and [cell.strip().lower() for cell in rows[0][1]] in (
+        list(CSV_COLUMNS),
+        list(CSV_COLUMNS[:2]),
+    ):
+        rows = rows[1:]
+    return rows
+
+
 def pairs_from_csv(csv_path: str | Path, on_missing: str = "error") -> PairList:
     """Read (t1, t2, label) triples from a CSV file, one scene per row.
 
@@ -311,23 +396,16 @@ def pairs_from_csv(csv_path: str | Path, on_missing: str = "error") -> PairList:
     Raises:
         DatasetError: if the file cannot be read, a row has the wrong number of columns, or
             some rows have labels and others not (the message names the file and the line).
-        PairingError: if files are missing with ``on_missing="error"``, or no row is usable.
+        PairingError: if files are missing with ``on_missing="error"``, a file is a broken
+            symbolic link (whatever `on_missing` says), or no row is usable.
     """
     _check_on_missing(on_missing)
     csv_path = Path(csv_path)
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [(n, row) for n, row in enumerate(csv.reader(handle), start=1) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DatasetError(f"{csv_path}: cannot read the CSV of triples ({error})") from error
-    if rows and [cell.strip().lower() for cell in rows[0][1]] in (
-        list(CSV_COLUMNS),
-        list(CSV_COLUMNS[:2]),
-    ):
-        rows = rows[1:]
+    rows = _csv_rows(csv_path)
     base = csv_path.parent
     pairs: list[Pair] = []
     missing: list[str] = []
+    broken: list[str] = []
     labelled: bool | None = None
     for line, row in rows:
         cells = [cell.strip() for cell in row]
@@ -347,10 +425,14 @@ def pairs_from_csv(csv_path: str | Path, on_missing: str = "error") -> PairList:
             )
         paths = [base / cell for cell in cells[: 3 if has_label else 2]]
         absent = [p for p in paths if not p.is_file()]
-        if absent:
+        links = [link for link in map(broken_link, absent) if link is not None]
+        broken += [f"line {line}: {link.describe()}" for link in links]
+        if absent and not links:
             missing.append(f"line {line}: {', '.join(map(str, absent))} not found")
+        if absent:
             continue
         pairs.append(Pair(paths[0].stem, paths[0], paths[1], paths[2] if has_label else None))
+    _refuse_broken(broken, str(csv_path))
     if missing:
         _report_missing(missing, f"row(s) of {csv_path} with missing files", on_missing)
     if not pairs:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from siamese_cd.errors import NonFiniteError
+from siamese_cd.hints import option_hint
 
 # Values of a JPEG mask up to this are compression noise around 0, not a marking.
 LOSSY_NOISE = 64
@@ -55,8 +56,8 @@ def below_threshold(
     shown = ", ".join(str(v) for v in present[:8]) + (", ..." if len(present) > 8 else "")
     return (
         f"non-zero values {{{shown}}} all below the label threshold {threshold}, so the mask "
-        "reads as no change everywhere; lower the threshold (label_threshold= in Python, "
-        "--label-threshold on the command line) if these values mark change"
+        "reads as no change everywhere; lower the threshold "
+        f"({option_hint('label_threshold=', '--label-threshold')}) if these values mark change"
     )
 
 

@@ -124,6 +124,7 @@ class FolderSceneSource(SceneSource):
 
     def read_scene(self, index: int, region: Window | None) -> Arrays:
         pair = self.pairs[index]
+        self.check_grid(index, pair)
         options = {"bands": self.bands, "grayscale": self.grayscale, "window": region}
         t1 = read_image(pair.t1, **options)
         t2 = read_image(pair.t2, **options)
@@ -137,8 +138,8 @@ def scene_files(folder: Path, names: Sequence[str] = SCENE_FILES) -> list[Path |
     """The files of one scene folder named by stem: ``[t1, t2, label or None]``.
 
     Raises:
-        PairingError: if a date is missing, or two files share a stem (``a.bmp`` and
-            ``a.BMP`` are two files).
+        PairingError: if a date is missing, two files share a stem (``a.bmp`` and
+            ``a.BMP`` are two files), or an image is a broken symbolic link.
     """
     images = list_images(folder)
     found = [images.get(name) for name in names]
@@ -154,7 +155,8 @@ def is_scene_folder(folder: Path, names: Sequence[str] = SCENE_FILES) -> bool:
     """Whether `folder` holds images named like the two dates of a scene."""
     if not folder.is_dir():
         return False
-    stems = {p.stem for p in folder.iterdir() if p.is_file()}
+    # A broken link counts: the scene is then found, and `scene_files` names the link.
+    stems = {p.stem for p in folder.iterdir() if p.is_file() or p.is_symlink()}
     return all(name in stems for name in names[:2])
 
 

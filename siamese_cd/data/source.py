@@ -42,6 +42,7 @@ from siamese_cd.data.decoding import (
     read_label,
     uses_rasterio,
 )
+from siamese_cd.data.georeference import check_same_grid
 from siamese_cd.data.pairing import Pair, PairList
 from siamese_cd.data.sampling import MaskMemory, check_scene_sampling
 from siamese_cd.data.windows import (
@@ -83,7 +84,8 @@ class SampleSource:
 
     Args:
         pairs: the split's pairs (`siamese_cd.data.pairing`).
-        bands: bands to read, counted from 1; None reads all (minus alpha).
+        bands: bands to read, counted from 1; None reads all (minus a PNG's alpha; every band
+            of a GeoTIFF, see `siamese_cd.data.decoding.drops_alpha`).
         grayscale: ``"expand"`` or ``"keep"`` (see `siamese_cd.data.decoding.read_image`).
         label_threshold: label values at or above it are change.
         crop_size: side or ``(height, width)`` of one crop per scene (random given a
@@ -128,6 +130,8 @@ class SampleSource:
             raise DatasetError("tile_stride needs tile_size")
         self.pairs = pairs
         self.labelled = pairs[0].label is not None
+        # Scenes whose dates were found on one grid (`check_grid`), each checked once.
+        self._grid_checked = np.zeros(len(pairs), bool)
         self.bands = check_bands(bands)
         self.grayscale = check_grayscale(grayscale)
         self.label_threshold = check_label_threshold(label_threshold)
@@ -172,6 +176,9 @@ class SampleSource:
             "grayscale": self.grayscale,
             "label_threshold": self.label_threshold,
             "labelled": self.labelled,
+            # Every band of a TIFF is kept (`decoding.drops_alpha`); caches built when a band
+            # GDAL tags as alpha was dropped have none of this key, so they are not reused.
+            "tiff_bands": "all",
         }
 
     # -- what the samples are --------------------------------------------------------------------
@@ -263,6 +270,28 @@ class SampleSource:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def check_grid(self, index: int, pair: Pair | None = None) -> None:
+        """Raise if the two dates of scene `index` lie on different grids (CRS or transform).
+
+        The rule is `siamese_cd.data.georeference.grid_mismatch`, as for ``predict`` and
+        ``siamese-cd check``. Only TIFF headers are read, once per scene; a scene of PNG, JPEG
+        or BMP files is passed without opening them. Every read of a scene's files calls it.
+
+        Raises:
+            GeoreferenceError: naming both files and what differs.
+        """
+        if self._grid_checked[index]:
+            return
+        pair = self.pairs[index] if pair is None else pair
+        check_same_grid(pair.t1, pair.t2)
+        self._grid_checked[index] = True
+
+    def check_grids(self, scenes: Sequence[int] | None = None) -> None:
+        """`check_grid` for each of `scenes` (None: every scene), e.g. when a pipeline that
+        reads them later, where an error would lose its type, is built."""
+        for index in range(len(self.pairs)) if scenes is None else scenes:
+            self.check_grid(int(index))
+
     def read_label(self, path: Path, window: Window | None = None) -> np.ndarray:
         """A label file as an (H, W) uint8 0/1 mask, by this split's threshold."""
         return read_label(path, self.label_threshold, window=window)
@@ -283,10 +312,12 @@ class SampleSource:
         Raises:
             ImageReadError: if a file cannot be decoded or the three sizes differ; the message
                 names the files and their shapes.
+            GeoreferenceError: if the two dates lie on different grids (`check_grid`).
         """
         if self.cache is not None:
             return self.cache.read(index)
         pair = self.pairs[index]
+        self.check_grid(index, pair)
         t1 = read_image(pair.t1, bands=self.bands, grayscale=self.grayscale)
         t2 = read_image(pair.t2, bands=self.bands, grayscale=self.grayscale)
         mask = self.read_label(pair.label) if pair.label is not None else None
@@ -306,6 +337,7 @@ class SampleSource:
         pair = self.pairs[index]
         if not any(uses_rasterio(path) for _, path in pair.files()):
             return cut_windows(self.read_pair(index), windows)
+        self.check_grid(index, pair)
         sizes = [image_size(path) for _, path in pair.files()]
         if len(set(sizes)) > 1:
             raise _shape_error(pair, sizes)

@@ -53,7 +53,11 @@ def spectral(rgb: np.ndarray, bands: int, dtype: str) -> np.ndarray:
 
 
 def write_geotiff(path: Path, array: np.ndarray, origin: tuple[float, float]) -> None:
-    """Write (H, W, C) pixels as a GeoTIFF on a 10 m UTM grid whose corner is `origin`."""
+    """Write (H, W, C) pixels as a GeoTIFF on a 10 m UTM grid whose corner is `origin`.
+
+    Every band is tagged as data (MINISBLACK): left to itself GDAL would write 3 or 4 bands of
+    8 bits as RGB, with the 4th band as alpha, and readers that honour the tag drop it.
+    """
     try:
         import rasterio
         from rasterio.transform import Affine
@@ -63,7 +67,7 @@ def write_geotiff(path: Path, array: np.ndarray, origin: tuple[float, float]) ->
         ) from error
     height, width, count = array.shape
     profile = {"driver": "GTiff", "height": height, "width": width, "count": count}
-    profile |= {"dtype": array.dtype.name, "crs": CRS}
+    profile |= {"dtype": array.dtype.name, "crs": CRS, "photometric": "MINISBLACK"}
     west, north = origin
     profile["transform"] = Affine(PIXEL_METRES, 0.0, west, 0.0, -PIXEL_METRES, north)
     with rasterio.open(path, "w", **profile) as dst:

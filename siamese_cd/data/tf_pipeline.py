@@ -30,7 +30,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from siamese_cd.data.decoding import is_lossy, read_label_values
+from siamese_cd.data.decoding import ALPHA_BAND_COUNTS, is_lossy, read_label_values
 from siamese_cd.data.source import SampleSource
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -56,13 +56,17 @@ def _decode_function(paths: list[str], dtype: tf.DType, channels: int = 0):
 
 
 def _bands(image: tf.Tensor, data: SampleSource) -> tf.Tensor:
-    """Band handling of `decoding.read_image`: selection, alpha dropped, gray expanded."""
+    """Band handling of `decoding.read_image`: selection, alpha dropped, gray expanded.
+
+    Only PNG, JPEG and BMP files are decoded here (TIFFs are read by the `SampleSource`), so
+    `decoding.drops_alpha` comes down to the band count.
+    """
     if data.bands is not None:
         image = tf.gather(image, [b - 1 for b in data.bands], axis=-1)
     else:
         count = tf.shape(image)[-1]
         image = tf.cond(
-            tf.logical_or(tf.equal(count, 2), tf.equal(count, 4)),
+            tf.reduce_any([tf.equal(count, n) for n in sorted(ALPHA_BAND_COUNTS)]),
             lambda: image[..., :-1],
             lambda: image,
         )
@@ -170,13 +174,20 @@ def _decoders(source: SampleSource, dtype: tf.DType) -> tuple[dict, dict] | None
     return constants, decoders
 
 
-def _scene_reader(source: SampleSource, dtype: tf.DType):
-    """``index -> (t1, t2, mask)`` tensors of a whole scene, mask (H, W) uint8 (0 unlabelled)."""
+def _scene_reader(source: SampleSource, dtype: tf.DType, scenes):
+    """``index -> (t1, t2, mask)`` tensors of a whole scene, mask (H, W) uint8 (0 unlabelled).
+
+    Files TensorFlow cannot decode (GeoTIFFs) are read by the source in `tf.numpy_function`,
+    where an error loses its type, so the georeferencing of `scenes` is checked here, once,
+    from the TIFF headers (`SampleSource.check_grids`).
+    """
     channels = source.channels
     image_shape = [None, None, channels]
     files = source.cache is None and source.files_are_samples
     tables = _decoders(source, dtype) if files else None
     if tables is None:
+        if source.cache is None:
+            source.check_grids(scenes)
 
         def read_numpy(i):
             t1, t2, mask = source.read_pair(int(i))
@@ -356,7 +367,7 @@ def build(
         # One seed per scene and epoch; a sample's seed is (scene seed, tile number).
         seeds = tf.data.Dataset.random(seed=data.seed, rerandomize_each_iteration=True)
         scenes = tf.data.Dataset.zip((scenes, seeds.map(lambda s: tf.stack([s, s * 0]))))
-    read = _scene_reader(source, dtype)
+    read = _scene_reader(source, dtype, chosen)
 
     def load_scene(index, seed=None):
         t1, t2, mask = read(index)

@@ -13,7 +13,15 @@ import keras
 from keras import layers, ops
 
 from siamese_cd.errors import ConfigError
-from siamese_cd.models.blocks import INITS, CropLike, PadToMultiple, build_encoder, decode
+from siamese_cd.models.blocks import (
+    ALIGNMENTS,
+    INITS,
+    After,
+    CropLike,
+    PadToMultiple,
+    build_encoder,
+    decode,
+)
 
 VARIANTS = ("diff", "conc", "ef")
 
@@ -58,9 +66,17 @@ def resolve_convs(convs_per_level: int | Sequence[int] | None, depth: int) -> li
 
 
 def check_architecture(
-    variant: str, depth: int, num_classes: int, dropout: float, bands: int, init: str = "glorot"
+    variant: str,
+    depth: int,
+    num_classes: int,
+    dropout: float,
+    bands: int,
+    init: str = "glorot",
+    alignment: str = "keras",
 ) -> None:
     """Refuse settings the architecture cannot take, with the setting named."""
+    if alignment not in ALIGNMENTS:
+        raise ConfigError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
     if init not in INITS:
         raise ConfigError(f"init must be one of {INITS}, got {init!r}")
     if variant not in VARIANTS:
@@ -85,8 +101,12 @@ class FCSiamBackbone(keras.Model):
     - ``"ef"`` (FC-EF): the dates are stacked on channels at the input of a plain U-Net.
 
     In the siamese variants the decoder starts from the second date's bottleneck, as in the
-    published code. Inputs of any height and width are padded to a multiple of ``2**depth``
-    and the logits cropped back.
+    published code. With ``alignment="keras"`` inputs of any height and width are padded to
+    a multiple of ``2**depth`` and the logits cropped back. With ``alignment="torch"`` the
+    network is the published PyTorch one to the pixel: no padding of the input, pooling that
+    floors odd sides, upsampled features on PyTorch's grid replicated to the skip's size
+    (`siamese_cd.models.blocks.upsample`), PyTorch's running variance in BatchNorm; any side
+    of at least ``2**depth`` pixels.
 
     Args:
         variant: ``"diff"``, ``"conc"`` or ``"ef"``.
@@ -98,6 +118,7 @@ class FCSiamBackbone(keras.Model):
         in_channels: bands per image.
         num_classes: channels of the logits.
         init: ``"glorot"`` (Keras) or ``"torch"`` (PyTorch) initialisation of the convs.
+        alignment: ``"keras"`` (default) or ``"torch"`` (see above).
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
 
     Example:
@@ -119,22 +140,27 @@ class FCSiamBackbone(keras.Model):
         in_channels: int,
         num_classes: int,
         init: str = "glorot",
+        alignment: str = "keras",
         **kwargs,
     ):
         kwargs.setdefault("name", "backbone")
         # === Layers and functional model ===
         t1 = keras.Input((None, None, in_channels), name="t1")
         t2 = keras.Input((None, None, in_channels), name="t2")
-        pad = PadToMultiple(2**depth, name="pad")
-        p1, p2 = pad(t1), pad(t2)
+        torch_grid = alignment == "torch"
+        pad = None if torch_grid else PadToMultiple(2**depth, name="pad")
+        p1, p2 = (t1, t2) if torch_grid else (pad(t1), pad(t2))
+        blocks = {"init": init, "alignment": alignment}
         if variant == "ef":
             stacked = layers.Concatenate(name="early_fusion")([p1, p2])
-            encoder = build_encoder(2 * in_channels, widths, convs, dropout, batch_norm, init=init)
+            encoder = build_encoder(2 * in_channels, widths, convs, dropout, batch_norm, **blocks)
             *skips, bottleneck = encoder(stacked)
             skip_groups = [[s] for s in skips]
         else:
-            encoder = build_encoder(in_channels, widths, convs, dropout, batch_norm, init=init)
-            *skips1, _ = encoder(p1)
+            encoder = build_encoder(in_channels, widths, convs, dropout, batch_norm, **blocks)
+            *skips1, bottleneck1 = encoder(p1)
+            if torch_grid:  # the first date first, as PyTorch runs them (see `After`)
+                p2 = After(name="after_t1")([p2, bottleneck1])
             *skips2, bottleneck = encoder(p2)
             if variant == "diff":
                 skip_groups = [
@@ -144,9 +170,10 @@ class FCSiamBackbone(keras.Model):
             else:
                 skip_groups = [[a, b] for a, b in zip(skips1, skips2)]
         logits = decode(
-            bottleneck, skip_groups, widths, convs, dropout, batch_norm, num_classes, init
+            bottleneck, skip_groups, widths, convs, dropout, batch_norm, num_classes, **blocks
         )
-        logits = CropLike(name="crop", dtype="float32")([logits, t1])
+        if not torch_grid:
+            logits = CropLike(name="crop", dtype="float32")([logits, t1])
         super().__init__(inputs=(t1, t2), outputs=logits, **kwargs)
 
         # === Config ===
@@ -159,6 +186,7 @@ class FCSiamBackbone(keras.Model):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.init = init
+        self.alignment = alignment
 
     def get_config(self) -> dict:
         return {
@@ -173,6 +201,7 @@ class FCSiamBackbone(keras.Model):
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "init": self.init,
+            "alignment": self.alignment,
         }
 
     @classmethod

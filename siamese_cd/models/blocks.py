@@ -12,6 +12,8 @@ import keras
 from keras import layers, ops
 
 INITS = ("glorot", "torch")
+# How the decoder lines its upsampled features up with the skips (see `decode`).
+ALIGNMENTS = ("keras", "torch")
 
 
 def initializers(init: str, fan_in: int) -> dict:
@@ -69,6 +71,86 @@ class PadToMultiple(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")
+class TorchUpsampleAlign(layers.Layer):
+    """PyTorch's strided transposed conv and replication padding, from Keras's ``"valid"`` one.
+
+    ``inputs = [full, skip]``: `full` is ``Conv2DTranspose(3, strides=2, padding="valid")``
+    of a side of n pixels, 2n + 1 pixels. PyTorch's ``ConvTranspose2d(3, stride=2,
+    padding=1, output_padding=1)`` with the same kernel gives ``full[1:2n + 1]``, and the
+    published networks then repeat its last row and column (``ReplicationPad2d``) up to the
+    skip's side, 2n or 2n + 1. One gather per axis does both: row ``j`` of the result is row
+    ``min(j + 1, 2n)`` of `full`. Any height and width, also unknown until run time.
+    """
+
+    def call(self, inputs):
+        full, skip = inputs
+        full_shape, skip_shape = ops.shape(full), ops.shape(skip)
+        rows = ops.minimum(ops.arange(skip_shape[1]) + 1, full_shape[1] - 1)
+        cols = ops.minimum(ops.arange(skip_shape[2]) + 1, full_shape[2] - 1)
+        return ops.take(ops.take(full, rows, axis=1), cols, axis=2)
+
+    def compute_output_shape(self, input_shapes):
+        full_shape, skip_shape = input_shapes
+        return (full_shape[0], skip_shape[1], skip_shape[2], full_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class TorchBatchNormalization(layers.BatchNormalization):
+    """BatchNormalization whose moving variance follows PyTorch's running variance.
+
+    Both frameworks normalise a training batch by its biased variance, but
+    ``torch.nn.BatchNorm2d`` moves its running variance towards the unbiased one
+    (× n / (n - 1), n values per channel) and Keras towards the biased one. At the deepest
+    level of a 64 × 64 batch of 4, n = 256 and the two running variances differ by 0.4 %;
+    this layer makes them equal, so a trained model predicts as PyTorch's does.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        rank = len(x.shape)
+        axes = [a for a in range(rank) if a != self.axis % rank]
+        mean, variance = ops.moments(x, axes=axes)
+        shape = ops.shape(x)
+        count = 1.0
+        for axis in axes:
+            count = count * ops.cast(shape[axis], x.dtype)
+        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+        keep = self.momentum
+        self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
+        self.moving_variance.assign(self.moving_variance * keep + unbiased * (1.0 - keep))
+        outputs = ops.batch_normalization(
+            x,
+            mean,
+            variance,
+            axis=self.axis,
+            offset=self.beta if self.center else None,
+            scale=self.gamma if self.scale else None,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class After(layers.Layer):
+    """``inputs[0]`` unchanged, computed only once ``inputs[1]`` is: orders two branches.
+
+    A functional model runs its deeper branch first, so of the two calls of a shared encoder
+    the second date's (which feeds the decoder) would run, and move BatchNorm's statistics,
+    first. PyTorch's networks run the first date first; making the second date's input wait
+    for the first date's features gives Keras the same order, hence the same moving
+    statistics after training. No gradient flows to ``inputs[1]``.
+    """
+
+    def call(self, inputs):
+        return inputs[0]
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
 class CropLike(layers.Layer):
     """Crop ``inputs[0]`` to the height and width of ``inputs[1]`` (top-left aligned)."""
 
@@ -83,16 +165,29 @@ class CropLike(layers.Layer):
 
 
 def conv_unit(
-    x, filters: int, dropout: float, batch_norm: bool, name: str, init: str = "glorot"
+    x,
+    filters: int,
+    dropout: float,
+    batch_norm: bool,
+    name: str,
+    init: str = "glorot",
+    alignment: str = "keras",
+    fan_in: int | None = None,
 ):  # -> KerasTensor
-    """3x3 'same' conv, then BatchNorm, ReLU and spatial dropout, as in the published networks."""
+    """3x3 'same' conv, then BatchNorm, ReLU and spatial dropout, as in the published networks.
+
+    `fan_in` overrides the conv's fan-in for ``init="torch"`` (default ``9 * channels in``);
+    ``alignment="torch"`` uses `TorchBatchNormalization`.
+    """
+    fan_in = 9 * x.shape[-1] if fan_in is None else fan_in
     x = layers.Conv2D(
-        filters, 3, padding="same", name=f"{name}_conv", **initializers(init, 9 * x.shape[-1])
+        filters, 3, padding="same", name=f"{name}_conv", **initializers(init, fan_in)
     )(x)
     if batch_norm:
         # PyTorch's defaults, as in the published networks: moving statistics follow the
         # batches at 0.1 per step (Keras' 0.99 momentum lags for many epochs on small sets).
-        x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        norm = TorchBatchNormalization if alignment == "torch" else layers.BatchNormalization
+        x = norm(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     if dropout > 0:
         x = layers.SpatialDropout2D(dropout, name=f"{name}_drop")(x)
@@ -107,6 +202,7 @@ def build_encoder(
     batch_norm: bool,
     name: str = "encoder",
     init: str = "glorot",
+    alignment: str = "keras",
 ) -> keras.Model:
     """The contracting path as a model of its own, so a siamese network can share its weights.
 
@@ -118,10 +214,33 @@ def build_encoder(
     x, skips = image, []
     for level, (width, convs) in enumerate(zip(widths, convs_per_level), start=1):
         for k in range(1, convs + 1):
-            x = conv_unit(x, width, dropout, batch_norm, f"enc{level}_{k}", init)
+            x = conv_unit(x, width, dropout, batch_norm, f"enc{level}_{k}", init, alignment)
         skips.append(x)
+        # "valid" pooling floors odd sides, as PyTorch's max_pool2d does.
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
     return keras.Model(image, [*skips, x], name=name)
+
+
+def upsample(x, reference, level: int, init: str = "glorot", alignment: str = "keras"):
+    """A decoder level's 3x3 stride-2 transposed conv, channels kept, sized like `reference`.
+
+    ``alignment="keras"``: ``padding="same"``, exactly twice the side (the input was padded
+    to a multiple of ``2**depth``). ``"torch"``: PyTorch's output grid, one pixel up and left
+    of Keras's, replicated on the bottom and right to `reference`'s size (`TorchUpsampleAlign`).
+    """
+    channels = x.shape[-1]
+    # PyTorch counts a transposed conv's fan-in on its output channels; equal here.
+    up = layers.Conv2DTranspose(
+        channels,
+        3,
+        strides=2,
+        padding="valid" if alignment == "torch" else "same",
+        name=f"dec{level}_up",
+        **initializers(init, 9 * channels),
+    )(x)
+    if alignment == "torch":
+        up = TorchUpsampleAlign(name=f"dec{level}_align")([up, reference])
+    return up
 
 
 def decode(
@@ -133,6 +252,7 @@ def decode(
     batch_norm: bool,
     head_channels: int,
     init: str = "glorot",
+    alignment: str = "keras",
 ):  # -> KerasTensor
     """The expanding path: per level, deepest first, upsample, concatenate the skips, convolve.
 
@@ -149,24 +269,19 @@ def decode(
         batch_norm: use BatchNorm in conv units.
         head_channels: channels of the logits.
         init: ``"glorot"`` or ``"torch"`` initialisation (see `initializers`).
+        alignment: ``"keras"`` or ``"torch"`` (see `upsample`). With ``"torch"`` the convs
+            stand for the published ``ConvTranspose2d(k=3, padding=1)`` layers, whose
+            PyTorch fan-in is counted on their output channels.
     """
     depth = len(widths)
     for level in range(depth, 0, -1):
-        channels = x.shape[-1]
-        # PyTorch counts a transposed conv's fan-in on its output channels; equal here.
-        x = layers.Conv2DTranspose(
-            channels,
-            3,
-            strides=2,
-            padding="same",
-            name=f"dec{level}_up",
-            **initializers(init, 9 * channels),
-        )(x)
+        x = upsample(x, skips[level - 1][0], level, init, alignment)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, *skips[level - 1]])
         convs = convs_per_level[level - 1]
         for k in range(1, convs + 1):
             last = k == convs
             if last and level == 1:
+                fan_in = 9 * (head_channels if alignment == "torch" else x.shape[-1])
                 # Logits in float32, so mixed precision keeps a stable head.
                 return layers.Conv2D(
                     head_channels,
@@ -174,8 +289,9 @@ def decode(
                     padding="same",
                     name="head",
                     dtype="float32",
-                    **initializers(init, 9 * x.shape[-1]),
+                    **initializers(init, fan_in),
                 )(x)
             width = widths[level - 2] if last else widths[level - 1]
-            x = conv_unit(x, width, dropout, batch_norm, f"dec{level}_{k}", init)
+            fan_in = 9 * width if alignment == "torch" else None
+            x = conv_unit(x, width, dropout, batch_norm, f"dec{level}_{k}", init, alignment, fan_in)
     raise AssertionError("unreachable: level 1 returns the head")

@@ -10,6 +10,10 @@ those raw pixels into the network's input in one of two ways:
   which a division by 65535 would squeeze into a sliver of [0, 1].
 - ``"auto"`` chooses when it first sees training data: ``"unit"`` for uint8 pixels,
   ``"standardize"`` otherwise.
+- ``"per_image"``: each image on its own, ``(I - mean(I)) / std(I)`` with one mean and std
+  over all its pixels and bands, as the published notebook standardises every image it
+  reads (`standardize_each_image`). Needs no statistics and ignores the pixel type.
+- ``"per_image_band"``: the same per band of each image.
 
 Because the layer and its statistics are saved in `.keras` files and in the SavedModel
 export, a served model scales pixels exactly as the trained one did.
@@ -30,6 +34,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Iterator
 
 import keras
@@ -38,9 +44,14 @@ from keras import ops
 from tqdm.auto import tqdm
 
 from siamese_cd.data.decoding import pixel_scale
-from siamese_cd.errors import ConfigError, DatasetError
+from siamese_cd.errors import ConfigError, DatasetError, PixelTypeWarning
+from siamese_cd.hints import option_hint
 
-SCALINGS = ("auto", "unit", "standardize")
+SCALINGS = ("auto", "unit", "standardize", "per_image", "per_image_band")
+# Scalings that measure each image itself; the pixel type does not matter to them.
+PER_IMAGE = ("per_image", "per_image_band")
+# The smallest std an image (or band) is divided by: a constant one becomes zeros, not NaN.
+PER_IMAGE_MIN_STD = 1e-6
 # The maximum of each integer pixel type that "unit" divides by.
 PIXEL_MAXIMUM = {name: pixel_scale(name) for name in ("uint8", "uint16")}
 
@@ -57,6 +68,93 @@ def resolve_scaling(scaling: str, pixel_dtype) -> str:
     return "unit" if np.dtype(pixel_dtype) == np.uint8 else "standardize"
 
 
+def standardize_each_image(pixels, per_band: bool = False):
+    """``(I - mean) / std`` of each image of a batch (B, H, W, C), over H, W and the bands
+    (or per band with `per_band`); population std, at least `PER_IMAGE_MIN_STD`.
+
+    Example:
+        >>> x = np.array([[[[1.0, 10.0], [3.0, 30.0]]]])  # (1, 1, 2, 2)
+        >>> np.asarray(standardize_each_image(x, per_band=True)).round(3).tolist()
+        [[[[-1.0, -1.0], [1.0, 1.0]]]]
+    """
+    axes = (1, 2) if per_band else (1, 2, 3)
+    mean, variance = ops.moments(pixels, axes=axes, keepdims=True)
+    return (pixels - mean) / ops.maximum(ops.sqrt(variance), PER_IMAGE_MIN_STD)
+
+
+def _unit_scaling(dtype: str, past: bool = False) -> str:
+    """What ``"unit"`` does (or did, `past`) to pixels of `dtype`, in words."""
+    if dtype in PIXEL_MAXIMUM:
+        return f"{'divided' if past else 'divides'} {dtype} pixels by {PIXEL_MAXIMUM[dtype]:g}"
+    return f"{'passed' if past else 'passes'} {dtype} pixels unscaled"
+
+
+def served_type_problem(scaling: str, trained: str | None, served: str) -> str | None:
+    """Why pixels of type `served` do not suit a model trained on `trained` pixels; None if
+    they do (the same type, two float types, or an unknown training type).
+
+    Example:
+        >>> print(served_type_problem("unit", "uint8", "uint16"))  # doctest: +NORMALIZE_WHITESPACE
+        the model was trained on uint8 pixels and is given uint16 pixels: its 'unit'
+        preprocessing divides uint16 pixels by 65535 (in training it divided uint8 pixels by
+        255), so the network sees values on another scale than it learned and the change map
+        is unreliable; give it uint8 pixels, or train a model on uint16 data
+        >>> served_type_problem("unit", "uint8", "uint8") is None
+        True
+    """
+    if trained is None or trained == served or ("float" in trained and "float" in served):
+        return None
+    if scaling in PER_IMAGE:  # each image is measured on its own, whatever its type
+        return None
+    if scaling == "standardize":
+        scaled = (
+            "its 'standardize' preprocessing subtracts per-band means and divides by standard "
+            f"deviations measured on {trained} pixels, which fit {served} pixels only if they "
+            "hold the same values"
+        )
+    else:
+        scaled = (
+            f"its {scaling!r} preprocessing {_unit_scaling(served)} (in training it "
+            f"{_unit_scaling(trained, past=True)}), "
+            "so the network sees values on another scale than it learned and the change map "
+            "is unreliable"
+        )
+    return (
+        f"the model was trained on {trained} pixels and is given {served} pixels: {scaled}; "
+        f"give it {trained} pixels, or train a model on {served} data"
+    )
+
+
+def check_served_pixels(model, dtype) -> None:
+    """`ChangePreprocessor.check_pixel_type` of `model`'s preprocessor, if it has one."""
+    preprocessor = getattr(model, "preprocessor", None)
+    if dtype is not None and isinstance(preprocessor, ChangePreprocessor):
+        preprocessor.check_pixel_type(dtype)
+
+
+def stored_pixel_dtype(data) -> str | None:
+    """The stored pixel type of training data (any input `ChangePreprocessor.adapt` takes),
+    from its type information, reading no pixels; None if the data does not tell.
+
+    Example:
+        >>> stored_pixel_dtype((np.zeros((1, 4, 4, 3), np.uint16), np.zeros((1, 4, 4, 3))))
+        'uint16'
+    """
+    source = getattr(data, "source", None)
+    if source is not None and hasattr(data, "read_pair"):  # a PairedImageDataset
+        return np.dtype(source.dtype).name  # the files' type, also under float augmentation
+    if isinstance(data, (tuple, list)):
+        return stored_pixel_dtype(data[0]) if data else None
+    spec = getattr(data, "element_spec", None)
+    if spec is not None:  # a tf.data.Dataset of ((t1, t2), mask)
+        try:
+            return np.dtype(spec[0][0].dtype.as_numpy_dtype).name
+        except (TypeError, IndexError, AttributeError):
+            return None
+    dtype = getattr(data, "dtype", None)
+    return None if dtype is None else np.dtype(dtype).name
+
+
 @keras.saving.register_keras_serializable(package="siamese_cd")
 class ChangePreprocessor(keras.layers.Layer):
     """Raw pixels in, network input out: dtype scaling or per-band standardisation.
@@ -65,7 +163,8 @@ class ChangePreprocessor(keras.layers.Layer):
     reflectances keep their precision.
 
     Args:
-        scaling: ``"auto"``, ``"unit"`` or ``"standardize"`` (see the module docstring).
+        scaling: ``"auto"``, ``"unit"``, ``"standardize"``, ``"per_image"`` or
+            ``"per_image_band"`` (see the module docstring).
         in_channels: bands per image.
         pixel_dtype: the stored pixel type seen in training (``"uint8"``, ``"uint16"``,
             ``"float32"``), recorded by `adapt`; the SavedModel export takes this type.
@@ -98,6 +197,8 @@ class ChangePreprocessor(keras.layers.Layer):
         )
         self.normalization.build((None, None, None, self.in_channels))
         self.adapted = False
+        self._warned_types: tuple[str, ...] = ()  # served pixel types already warned about
+        self._checking = True  # off while an export traces the layer (`pixel_checks_off`)
         if mean is not None:
             self._set_statistics(mean, variance)
         self.built = True
@@ -166,10 +267,12 @@ class ChangePreprocessor(keras.layers.Layer):
         self.normalization.finalize_state()
         flat = np.flatnonzero(self.variance <= 0)
         if len(flat):
+            unit = option_hint("preprocessing='unit'", "--preprocessing unit")
             raise DatasetError(
                 f"band(s) {(flat + 1).tolist()} are constant over the training data (std 0), "
-                "so they cannot be standardised; select other bands (bands=) or use "
-                "preprocessing='unit'"
+                "so they cannot be standardised; select other bands "
+                f"({option_hint('bands=', '--bands')}) or scale by the pixel type's maximum "
+                f"({unit})"
             )
         self.adapted = True
 
@@ -185,10 +288,40 @@ class ChangePreprocessor(keras.layers.Layer):
         dtype = keras.backend.standardize_dtype(images.dtype)
         if "int" in dtype and dtype not in PIXEL_MAXIMUM:
             raise ConfigError(f"integer pixels must be uint8 or uint16, got {dtype}")
+        if not isinstance(images, keras.KerasTensor):  # real data, not a shape inference
+            self.check_pixel_type(dtype)
         pixels = ops.cast(images, "float32")
         if self.scaling == "standardize":
             return self.normalization(pixels)
+        if self.scaling in PER_IMAGE:
+            return standardize_each_image(pixels, per_band=self.scaling == "per_image_band")
         return pixels / PIXEL_MAXIMUM[dtype] if dtype in PIXEL_MAXIMUM else pixels
+
+    def check_pixel_type(self, dtype) -> None:
+        """Warn (`PixelTypeWarning`), once per type, if pixels of `dtype` are not of the type
+        seen in training (`served_type_problem`); nothing if the training type is unknown.
+
+        Every path (`predict_scene`, `evaluate`, `model.predict`, `fit`) calls the layer,
+        which calls this as a compiled step is traced (once per input type); tools with a
+        progress bar call it first, so the warning is not printed inside the bar."""
+        if not self._checking:
+            return
+        dtype = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        problem = served_type_problem(self.scaling, self.pixel_dtype, dtype)
+        if problem is None or dtype in self._warned_types:
+            return
+        self._warned_types = (*self._warned_types, dtype)
+        warnings.warn(problem, PixelTypeWarning, stacklevel=3)
+
+    @contextlib.contextmanager
+    def pixel_checks_off(self) -> Iterator[None]:
+        """No `check_pixel_type` within the block (e.g. while an export traces the layer with
+        placeholder specs rather than served pixels)."""
+        previous, self._checking = self._checking, False
+        try:
+            yield
+        finally:
+            self._checking = previous
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -5,6 +5,13 @@ and a class-weighted binary cross-entropy whose change weight comes from the tra
 `SiameseChangeModel.compile()` (``optimizer="auto"``, ``loss="auto"``) is this recipe; the
 command line, the tuner, the examples and the benchmarks reach it through that call.
 
+``compile(recipe="paper")`` is the published PyTorch training instead, to the arithmetic:
+`CoupledAdam` (``torch.optim.Adam(weight_decay=1e-4)``), the same per-epoch decay, and
+`siamese_cd.losses.ClassWeightedNLL` (``NLLLoss`` with the class weights ``[2p, 2(1 - p)]``,
+normalised by the weights) on a 2-class softmax head. It needs the published network's
+pixel grid (``alignment="torch"``) and head (``num_classes=2``); `PAPER_MODEL` holds the
+whole published set-up, which `SiameseChangeModel.paper()` builds.
+
 Example:
     >>> optimizer = recipe_optimizer(steps_per_epoch=10)
     >>> schedule = epoch_schedule(optimizer)
@@ -20,10 +27,25 @@ import keras
 from keras import ops
 
 from siamese_cd.errors import ConfigError
+from siamese_cd.losses import ClassWeightedNLL, get_loss, is_loss_name
 
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
 LR_DECAY_PER_EPOCH = 0.95
+RECIPES = ("default", "paper")
+# The published networks and inputs (the authors' SiamUnet_diff, SiamUnet_conc and Unet and
+# their notebook's per-image standardisation), as `SiameseChangeModel` arguments.
+PAPER_MODEL = {
+    "depth": 4,
+    "filters": 16,
+    "convs_per_level": None,
+    "dropout": 0.2,
+    "batch_norm": True,
+    "num_classes": 2,
+    "preprocessing": "per_image",
+    "init": "torch",
+    "alignment": "torch",
+}
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")
@@ -59,7 +81,7 @@ class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
             raise ConfigError(
                 "the per-epoch learning-rate decay does not know the epoch length yet: "
                 "SiameseChangeModel.fit sets it; in a custom loop set "
-                "optimizer.learning_rate.schedule.steps_per_epoch first"
+                "siamese_cd.models.recipe.epoch_schedule(optimizer).steps_per_epoch first"
             )
         epoch = ops.floor(ops.cast(step, "float32") / float(self.steps_per_epoch))
         return self.initial_learning_rate * ops.power(self.decay_rate, epoch)
@@ -159,3 +181,52 @@ def steps_per_epoch(x, batch_size: int | None = None, steps: int | None = None) 
     if hasattr(first, "shape"):
         return math.ceil(first.shape[0] / (batch_size or 32))
     return None
+
+
+def recipe_objects(
+    recipe: str,
+    optimizer="auto",
+    loss="auto",
+    learning_rate: float | None = None,
+    *,
+    num_classes: int = 1,
+    alignment: str = "keras",
+) -> tuple:
+    """The ``(optimizer, loss)`` that `SiameseChangeModel.compile` passes to Keras.
+
+    ``recipe="default"``: ``"auto"`` stands for `recipe_optimizer` and the class-weighted
+    binary cross-entropy; names are resolved by `siamese_cd.losses.get_loss`. ``"paper"``:
+    the published training (see the module docstring); it sets both, so `optimizer` and
+    `loss` must stay ``"auto"``.
+
+    Raises:
+        ConfigError: an unknown recipe, a learning rate with a given optimizer, or
+            ``"paper"`` on a model without the published grid and head.
+    """
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    if recipe == "paper":
+        if optimizer != "auto" or loss != "auto":
+            raise ConfigError(
+                "recipe='paper' sets the optimizer and the loss (PyTorch's Adam with L2 1e-4 "
+                "and the class-weighted NLL); leave optimizer and loss out, or drop recipe="
+            )
+        if num_classes != 2 or alignment != "torch":
+            raise ConfigError(
+                "recipe='paper' trains the published network, whose head is a 2-class "
+                "softmax on PyTorch's pixel grid; this model has "
+                f"num_classes={num_classes}, alignment={alignment!r}. Build it with "
+                "SiameseChangeModel.paper(variant, in_channels) or with num_classes=2, "
+                "alignment='torch'"
+            )
+        rate = learning_rate or LEARNING_RATE
+        return recipe_optimizer(rate, weight_decay="coupled"), ClassWeightedNLL()
+    if optimizer == "auto":
+        optimizer = recipe_optimizer(learning_rate or LEARNING_RATE)
+    elif learning_rate is not None:
+        raise ConfigError("learning_rate= sets the recipe's optimizer; use optimizer='auto'")
+    if loss == "auto":
+        loss = "bce"
+    if is_loss_name(loss):
+        loss = get_loss(loss)
+    return optimizer, loss

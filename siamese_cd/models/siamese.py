@@ -18,12 +18,7 @@ from keras import layers, ops
 from siamese_cd.data.stats import change_fraction
 from siamese_cd.data.undecodable import naming_undecodable
 from siamese_cd.errors import ConfigError, TrainingError
-from siamese_cd.losses import (
-    get_loss,
-    is_loss_name,
-    pending_weight_losses,
-    pos_weight_from_fraction,
-)
+from siamese_cd.losses import pending_weight_losses, pos_weight_from_fraction
 from siamese_cd.metrics import ChangeMetrics
 from siamese_cd.models import recipe
 from siamese_cd.models.backbone import (
@@ -34,7 +29,8 @@ from siamese_cd.models.backbone import (
     resolve_widths,
 )
 from siamese_cd.models.guards import NaNGuard
-from siamese_cd.models.preprocessing import ChangePreprocessor
+from siamese_cd.models.preprocessing import SCALINGS, ChangePreprocessor, stored_pixel_dtype
+from siamese_cd.models.recipe import recipe_objects
 
 __all__ = ["VARIANTS", "SiameseChangeModel"]
 
@@ -56,8 +52,7 @@ def _make_preprocessor(spec, in_channels: int) -> ChangePreprocessor:
             )
         return ChangePreprocessor.from_config(config)
     raise ConfigError(
-        f"preprocessing must be 'auto', 'unit', 'standardize' or a preprocessor config dict, "
-        f"got {spec!r}"
+        f"preprocessing must be one of {SCALINGS} or a preprocessor config dict, got {spec!r}"
     )
 
 
@@ -80,7 +75,9 @@ class SiameseChangeModel(keras.Model):
 
     `compile()` with no arguments is the paper's recipe (`siamese_cd.models.recipe`): Adam at
     1e-3 with weight decay 1e-4, the learning rate × 0.95 per epoch, and class-weighted binary
-    cross-entropy whose change weight `fit` takes from the training masks. Reported metrics
+    cross-entropy whose change weight `fit` takes from the training masks;
+    ``compile(recipe="paper")`` on a model built by `paper` is the published PyTorch training
+    to the arithmetic, and `from_torch_state_dict` loads the authors' checkpoints. Reported metrics
     (`precision`, `recall`, `f1`, `iou`, `overall_accuracy`, `kappa` of the change class) come
     from confusion counts accumulated over the whole epoch.
 
@@ -101,6 +98,9 @@ class SiameseChangeModel(keras.Model):
             published PyTorch code initialises them; the recipe ablation in
             ``benchmarks/recipe_ablation.py`` chose it) or ``"glorot"`` (Keras's
             Glorot-uniform kernels, zero biases).
+        alignment: ``"keras"`` (default: the input padded to a multiple of ``2**depth``) or
+            ``"torch"``: the published PyTorch network to the pixel, whose weights
+            `from_torch_state_dict` loads (see `FCSiamBackbone`).
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
 
     Example:
@@ -131,17 +131,17 @@ class SiameseChangeModel(keras.Model):
         threshold: float = 0.5,
         preprocessing: str | dict = "auto",
         init: str = "torch",
+        alignment: str = "keras",
         **kwargs,
     ):
-        check_architecture(variant, depth, num_classes, dropout, in_channels, init)
+        check_architecture(variant, depth, num_classes, dropout, in_channels, init, alignment)
         widths = resolve_widths(filters, depth)
         convs = resolve_convs(convs_per_level, depth)
 
         # === Layers ===
         preprocessor = _make_preprocessor(preprocessing, in_channels)
-        backbone = FCSiamBackbone(
-            variant, depth, widths, convs, dropout, batch_norm, in_channels, num_classes, init
-        )
+        architecture = (variant, depth, widths, convs, dropout, batch_norm, in_channels)
+        backbone = FCSiamBackbone(*architecture, num_classes, init, alignment)
         activation = "sigmoid" if num_classes == 1 else "softmax"
         head = layers.Activation(activation, dtype="float32", name="probability")
 
@@ -167,6 +167,7 @@ class SiameseChangeModel(keras.Model):
         self.num_classes = num_classes
         self.threshold = threshold
         self.init = init
+        self.alignment = alignment
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.change_metrics = ChangeMetrics(threshold=threshold)
         self._extra_metrics: list[keras.metrics.Metric] = []
@@ -186,11 +187,37 @@ class SiameseChangeModel(keras.Model):
             "threshold": self.threshold,
             "preprocessing": self.preprocessor.get_config(),
             "init": self.init,
+            "alignment": self.alignment,
         }
 
     @classmethod
     def from_config(cls, config: dict) -> SiameseChangeModel:
         return cls(**config)
+
+    @classmethod
+    def paper(cls, variant: str = "diff", in_channels: int = 3, **overrides) -> SiameseChangeModel:
+        """The published network and input scaling (`siamese_cd.models.recipe.PAPER_MODEL`).
+
+        Depth 4, 16 filters, spatial dropout 0.2, PyTorch's initialisation and pixel grid
+        (``alignment="torch"``), a 2-class softmax head and each image standardised on its
+        own (``preprocessing="per_image"``), ready for ``compile(recipe="paper")``.
+        `overrides` replace any of those (e.g. ``filters=8``).
+        """
+        return cls(variant=variant, in_channels=in_channels, **{**recipe.PAPER_MODEL, **overrides})
+
+    @classmethod
+    def from_torch_state_dict(
+        cls, state_dict, variant: str, num_classes: int = 2, **kwargs
+    ) -> SiameseChangeModel:
+        """A model holding the weights of a checkpoint of the authors' PyTorch code.
+
+        See `siamese_cd.models.torch_weights.model_from_state_dict`: `state_dict` maps the
+        published names (``conv11.weight``, ``bn11.running_mean``, ..., ``conv11d.bias``) to
+        torch tensors or NumPy arrays; PyTorch itself is not needed.
+        """
+        from siamese_cd.models.torch_weights import model_from_state_dict
+
+        return model_from_state_dict(state_dict, variant, num_classes=num_classes, **kwargs)
 
     def build_from_config(self, config: dict) -> None:
         # Built at construction; the recorded input shape has open sides and nothing to add.
@@ -206,6 +233,7 @@ class SiameseChangeModel(keras.Model):
         metrics=None,
         *,
         learning_rate: float | None = None,
+        recipe: str = "default",
         **kwargs,
     ) -> None:
         """Configure training; with no arguments, the paper's recipe.
@@ -221,16 +249,21 @@ class SiameseChangeModel(keras.Model):
             metrics: extra metrics, updated with ``(mask, probabilities)`` besides the
                 built-in change-class metrics. They are not stored in `.keras` files.
             learning_rate: the initial learning rate of ``optimizer="auto"`` (default 1e-3).
+            recipe: ``"default"`` (above) or ``"paper"``: the published PyTorch training to
+                the arithmetic (PyTorch's Adam with L2 1e-4, the class-weighted NLL divided
+                by the weights), for a model built by `paper` or with ``num_classes=2,
+                alignment="torch"``; see `siamese_cd.models.recipe.recipe_objects`.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
-        if optimizer == "auto":
-            optimizer = recipe.recipe_optimizer(learning_rate or recipe.LEARNING_RATE)
-        elif learning_rate is not None:
-            raise ConfigError("learning_rate= sets the recipe's optimizer; use optimizer='auto'")
-        if loss == "auto":
-            loss = "bce"
-        if is_loss_name(loss):
-            loss = get_loss(loss)
+        # `recipe` (the argument) hides the module here.
+        optimizer, loss = recipe_objects(
+            recipe,
+            optimizer,
+            loss,
+            learning_rate,
+            num_classes=self.num_classes,
+            alignment=self.alignment,
+        )
         self._extra_metrics = [keras.metrics.get(m) for m in metrics or []]
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
@@ -268,6 +301,9 @@ class SiameseChangeModel(keras.Model):
         verbose = _shows_progress(kwargs)
         if self.preprocessor.pending:
             self.adapt(x, progress=verbose)
+        if self.preprocessor.pixel_dtype is None:
+            # Recorded (and saved) so that serving another pixel type warns.
+            self.preprocessor.pixel_dtype = stored_pixel_dtype(x)
         pending = pending_weight_losses(getattr(self, "loss", None))
         if pending:
             weight = pos_weight_from_fraction(change_fraction(x, y, progress=verbose))
@@ -390,6 +426,12 @@ class SiameseChangeModel(keras.Model):
         does, and return ``{"probability": (B, H, W, num_classes)}``. Other formats are
         Keras's own.
         """
+        # Writing traces the layers with Keras's own float32 specs, not served pixels, so the
+        # preprocessor's pixel-type warning is off meanwhile.
+        with self.preprocessor.pixel_checks_off():
+            return self._export(filepath, format, verbose, **kwargs)
+
+    def _export(self, filepath, format: str, verbose: bool, **kwargs):
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         import tensorflow as tf

@@ -35,6 +35,7 @@ from siamese_cd.losses import pos_weight_from_fraction
 from siamese_cd.models.siamese import VARIANTS
 from siamese_cd.options import add_data_options, positive_int
 from siamese_cd.precision import add_precision_argument, choose_precision
+from siamese_cd.resume import settings_differences
 from siamese_cd.tuning.devices import configure_devices, distributed_role
 from siamese_cd.tuning.results import TrialSummary, export_best, format_table, summarize_trials
 from siamese_cd.tuning.space import PREPROCESSING_MODES, ChangeHyperModel
@@ -285,9 +286,8 @@ def _check_settings(project_dir: Path, settings: dict, overwrite: bool) -> None:
         return
     saved = json.loads(path.read_text())
     changed = [
-        f"{key}: {saved.get(key)!r} then, {settings.get(key)!r} now"
-        for key in sorted(set(saved) | set(settings))
-        if saved.get(key) != settings.get(key)
+        f"{key}: {old!r} then, {new!r} now"
+        for key, old, new in settings_differences(saved, settings)
     ]
     if changed:
         raise ConfigError(

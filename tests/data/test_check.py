@@ -111,3 +111,29 @@ def test_no_layout_is_an_error_listing_layouts(tmp_path, capsys):
     assert main(["check", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert "match a known layout" in err and "time1/time2/label" in err and "A/B/OUT" in err
+
+
+def test_a_split_without_any_change_pixel_is_noted_in_text_and_json(dataset, capsys):
+    for label in (dataset / "val" / "label").iterdir():
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(label)
+    report = check_dataset(dataset, progress=False)
+    (note,) = report.notes
+    assert (note.split, note.kind, note.path) == ("val", "no_change", str(dataset / "val"))
+    assert note.message.startswith(f"{dataset / 'val'}: no label holds a change pixel")
+    assert "val_f1 is 0 at every epoch" in note.message and "val_loss" in note.message
+    assert report.ok and not report.problems  # a note: training still runs
+    # The text report and --json show it; the exit status stays 0.
+    assert main(["check", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "1 no change note(s):" in out and f"  [val] {note.message}" in out
+    assert "OK: no problems found" in out
+    assert main(["check", str(dataset), "--json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert notes == [
+        {"split": "val", "kind": "no_change", "path": str(dataset / "val"), "message": note.message}
+    ]
+    # Any split is noted; for training it is about what can be learnt.
+    for label in (dataset / "train" / "label").iterdir():
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(label)
+    notes = {n.split: n.message for n in check_dataset(dataset, progress=False).notes}
+    assert sorted(notes) == ["train", "val"] and "no change to learn" in notes["train"]

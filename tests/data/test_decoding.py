@@ -269,15 +269,22 @@ def test_multiband_geotiff_with_bands_and_window(tmp_path):
         read_image(path, bands=(6,))
 
 
-def test_rgba_tiff_drops_alpha(tmp_path, monkeypatch):
+def test_an_rgba_tiff_keeps_its_4th_band_as_data(tmp_path, monkeypatch):
+    """A TIFF's bands are all data: Pillow's RGBA TIFF (ExtraSamples = alpha) reads as 4
+    bands, without an alpha warning; the same pixels as a PNG lose their alpha."""
     pytest.importorskip("rasterio")
     monkeypatch.setattr(decoding, "_warned_alpha", set())
     rgba = np.zeros((3, 3, 4), np.uint8)
-    rgba[..., 1] = 90
+    rgba[..., 1], rgba[..., 3] = 90, 7
     save(tmp_path / "a.tif", rgba)
-    with pytest.warns(UserWarning, match="alpha band dropped"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         image = read_image(tmp_path / "a.tif")
-    assert image.shape == (3, 3, 3) and (image[..., 1] == 90).all()
+    np.testing.assert_array_equal(image, rgba)
+    (tmp_path / "png").mkdir()  # another folder: the alpha warning is said once per folder
+    save(tmp_path / "png" / "a.png", rgba)
+    with pytest.warns(UserWarning, match="alpha band dropped"):
+        assert read_image(tmp_path / "png" / "a.png").shape == (3, 3, 3)
 
 
 def test_tif_without_rasterio_says_how_to_install(tmp_path, monkeypatch):

@@ -86,3 +86,40 @@ class TestChangePreprocessor(TestCase):
             keras.mixed_precision.set_global_policy("float32")
         assert layer.compute_dtype == "float32" and out.dtype == "float32"
         assert float(np.asarray(out).ravel()[0]) == 1.0
+
+
+class TestPerImageStandardisation(TestCase):
+    def test_per_image_uses_one_mean_and_std_over_all_bands_as_the_notebook(self):
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 4000, (3, 5, 7, 13)).astype(np.uint16)
+        # The notebook: I = (I - I.mean()) / I.std() on each image, in float64.
+        flat = pixels.astype(np.float64).reshape(3, -1)
+        expected = (flat - flat.mean(1, keepdims=True)) / flat.std(1, keepdims=True)
+        layer = ChangePreprocessor("per_image", in_channels=13)
+        assert not layer.pending
+        self.run_layer_test(layer, pixels, expected.reshape(pixels.shape), atol=1e-5)
+
+    def test_per_image_band_standardises_each_band_of_each_image(self):
+        pixels = np.array([[[[1.0, 10.0], [3.0, 30.0]]], [[[5.0, 0.0], [5.0, 2.0]]]])  # (2,1,2,2)
+        out = ChangePreprocessor("per_image_band", in_channels=2)(pixels.astype(np.float32))
+        expected = [[[[-1, -1], [1, 1]]], [[[0, -1], [0, 1]]]]  # a constant band becomes 0
+        np.testing.assert_allclose(np.asarray(out), expected, atol=1e-6)
+
+    def test_constant_image_gives_zeros_not_nan_and_the_pixel_type_does_not_matter(self):
+        layer = ChangePreprocessor("per_image", in_channels=3)
+        constant = np.full((1, 4, 4, 3), 1500, np.uint16)
+        np.testing.assert_array_equal(np.asarray(layer(constant)), 0.0)
+        image = np.random.default_rng(1).integers(0, 256, (1, 6, 6, 3)).astype(np.uint8)
+        as_uint8 = np.asarray(layer(image))
+        np.testing.assert_allclose(
+            np.asarray(layer(image.astype(np.float32) / 255)), as_uint8, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            np.asarray(layer(image.astype(np.uint16) * 257)), as_uint8, atol=1e-5
+        )
+
+    def test_model_with_per_image_preprocessing_needs_no_adapt_and_saves(self, tmp_path):
+        model = SiameseChangeModel(depth=2, filters=2, preprocessing="per_image")
+        pixels = np.random.default_rng(2).integers(0, 3000, (2, 8, 8, 3)).astype(np.uint16)
+        assert model.preprocessor.scaling == "per_image"
+        self.run_model_saving_test(model, (pixels, pixels), tmp_path)

@@ -6,6 +6,7 @@ import pytest
 
 from siamese_cd import SiameseChangeModel
 from siamese_cd.errors import ConfigError
+from siamese_cd.losses import ClassWeightedNLL, pos_weight_from_fraction
 from siamese_cd.models import recipe
 from tests.testing import TestCase
 
@@ -122,3 +123,61 @@ class TestFaithfulRecipe(TestCase):
         assert not np.asarray(bias).any()  # Keras: zero biases
         with pytest.raises(ConfigError, match="init must be one of"):
             SiameseChangeModel(init="he")
+
+
+class TestPaperRecipe(TestCase):
+    def test_paper_recipe_is_pytorch_adam_with_l2_and_the_weighted_nll(self):
+        model = SiameseChangeModel.paper("conc", in_channels=3, filters=2)
+        assert (model.num_classes, model.alignment, model.init) == (2, "torch", "torch")
+        assert (model.depth, model.dropout, model.preprocessor.scaling) == (4, 0.2, "per_image")
+        model.compile(recipe="paper")
+        optimizer = model.optimizer
+        assert isinstance(optimizer, recipe.CoupledAdam) and optimizer.weight_decay is None
+        assert (optimizer.l2, optimizer.epsilon) == (1e-4, 1e-8)
+        assert (optimizer.beta_1, optimizer.beta_2) == (0.9, 0.999)
+        schedule = recipe.epoch_schedule(optimizer)
+        assert (schedule.initial_learning_rate, schedule.decay_rate) == (1e-3, 0.95)
+        assert isinstance(model.loss, ClassWeightedNLL) and model.loss.auto_pending
+
+    def test_loss_is_the_weighted_nll_divided_by_the_weights(self):
+        y = np.array([[[[1.0], [0.0], [0.0]], [[0.0], [1.0], [0.0]]]], np.float32)  # (1, 2, 3, 1)
+        logits = np.random.default_rng(0).normal(size=(1, 2, 3, 2))
+        p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        fraction = float(y.mean())  # 1/3
+        # torch.nn.NLLLoss(weight=[2p, 2(1 - p)]) of log p, by hand.
+        classes = y[..., 0].astype(int)
+        weights = np.where(classes == 1, 2 * (1 - fraction), 2 * fraction)
+        log_p_true = np.log(np.take_along_axis(p, classes[..., None], -1)[..., 0])
+        expected = -(weights * log_p_true).sum() / weights.sum()
+        model = SiameseChangeModel.paper("diff", in_channels=3, filters=2)
+        model.compile(recipe="paper")
+        model.loss.pos_weight = pos_weight_from_fraction(fraction)
+        x = np.zeros((1, 2, 3, 3), np.float32)
+        loss = model.compute_loss(x=(x, x), y=y, y_pred=p.astype(np.float32))
+        assert float(loss) == pytest.approx(expected, rel=1e-6)
+        sigmoid = ClassWeightedNLL(pos_weight=2.0)(y, p[..., 1:].astype(np.float32))
+        assert float(sigmoid) == pytest.approx(expected, rel=1e-5)  # [1 - p, p] from one channel
+        self.run_serialization_test(ClassWeightedNLL(pos_weight=2.0, no_change_factor=10))
+
+    def test_fit_weights_change_from_the_masks_and_the_model_reloads(self, tmp_path):
+        (t1, t2), y = pixels(n=4, size=16)
+        model = SiameseChangeModel.paper("ef", in_channels=3, filters=2)
+        model.compile(recipe="paper")
+        history = model.fit((t1, t2), y, epochs=1, batch_size=2, verbose=0)
+        assert model.loss.pos_weight == pytest.approx(15.0)  # change fraction 1/16
+        assert recipe.epoch_schedule(model.optimizer).steps_per_epoch == 2
+        assert np.isfinite(history.history["loss"][0])
+        path = tmp_path / "paper.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        assert isinstance(loaded.optimizer, recipe.CoupledAdam)
+        assert loaded.loss.pos_weight == pytest.approx(15.0)
+
+    def test_paper_recipe_refuses_other_networks_and_losses(self):
+        with pytest.raises(ConfigError, match="num_classes=1, alignment='keras'"):
+            SiameseChangeModel(depth=2, filters=2, preprocessing="unit").compile(recipe="paper")
+        model = SiameseChangeModel.paper("diff", in_channels=3, filters=2)
+        with pytest.raises(ConfigError, match="sets the optimizer and the loss"):
+            model.compile(recipe="paper", loss="dice")
+        with pytest.raises(ConfigError, match="recipe must be one of"):
+            model.compile(recipe="fast")

@@ -1,0 +1,91 @@
+"""The library's model built and trained in float64, for `reference_parity.py`.
+
+``keras.config.set_floatx("float64")`` (and the float64 dtype policy) makes every layer built
+without an explicit dtype compute and store in float64: Conv2D, Conv2DTranspose,
+BatchNormalization and MaxPooling2D all have float64 CPU kernels in TensorFlow 2.21, forward
+and backward, and the loss and Adam's moments follow. Three places of the library pin float32
+on purpose (mixed precision keeps a stable head and exact input statistics that way), and
+would leave float32 rounding inside a float64 run:
+
+- the head conv (``Conv2D(..., dtype="float32")`` in `siamese_cd.models.blocks`) and the
+  probability activation (``Activation(..., dtype="float32")`` in `SiameseChangeModel`):
+  while `float64_keras` builds the model, ``keras.layers.Conv2D`` and ``Activation`` are
+  subclasses that read an explicit float32 as float64;
+- `ChangePreprocessor`, which always computes in float32: the model's preprocessor is
+  replaced by `Float64PerImage`, the same per-image standardisation
+  (`standardize_each_image`) in float64;
+- `EpochDecay` computes the learning rate in float32 (1e-3 · 0.95^k rounded to float32,
+  up to 6e-8 from the float64 value): the PyTorch side is given that same rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from unittest import mock
+
+import keras
+import numpy as np
+from keras import ops
+
+from siamese_cd.models.preprocessing import standardize_each_image
+
+# Relative spacing of float64 numbers near 1.
+FLOAT64_SPACING = float(np.finfo(np.float64).eps)
+
+
+def _widened(cls: type) -> type:
+    """`cls` with an explicit ``dtype="float32"`` read as float64."""
+
+    class Widened(cls):
+        def __init__(self, *args, dtype=None, **kwargs):
+            super().__init__(*args, dtype="float64" if dtype == "float32" else dtype, **kwargs)
+
+    Widened.__name__ = Widened.__qualname__ = cls.__name__
+    return Widened
+
+
+@contextlib.contextmanager
+def float64_keras() -> Iterator[None]:
+    """Within the block, Keras builds and computes in float64, the library's float32 pins
+    included; the previous floatx and dtype policy come back after it."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        with (
+            mock.patch.object(keras.layers, "Conv2D", _widened(keras.layers.Conv2D)),
+            mock.patch.object(keras.layers, "Activation", _widened(keras.layers.Activation)),
+        ):
+            yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+
+
+class Float64PerImage:
+    """Stands in for a model's `ChangePreprocessor` (``"per_image"``): each image
+    standardised over its pixels and bands, in float64."""
+
+    pending = False
+    scaling = "per_image"
+    pixel_dtype = "uint8"
+
+    def __call__(self, images):
+        return standardize_each_image(ops.cast(images, "float64"))
+
+
+def use_float64_inputs(model) -> None:
+    """Give `model` the float64 per-image standardisation instead of its preprocessor."""
+    # Set around Keras's attribute tracking: the stand-in holds no state to track.
+    object.__setattr__(model, "preprocessor", Float64PerImage())
+
+
+def check_float64(model) -> None:
+    """Every variable of the network is float64 and so is the output: no float32 is left
+    (the replaced preprocessor's unused statistics aside)."""
+    narrow = [v.path for v in model.backbone.variables if v.dtype != "float64"]
+    pixels = np.zeros((1, 32, 32, model.in_channels), np.uint8)
+    output = model((pixels, pixels), training=False)
+    if narrow or keras.backend.standardize_dtype(output.dtype) != "float64":
+        raise RuntimeError(f"not float64: {narrow[:5]}, output {output.dtype}")
