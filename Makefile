@@ -57,8 +57,14 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-bench: $(VENV)/.installed
+# The exported formats' converters and runtimes, for the export rows of `make bench`.
+$(VENV)/.installed-export: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[export]"
+	touch $(VENV)/.installed $@
+
+bench: $(VENV)/.installed-export
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/export_speed.py
 
 # Parity with the published PyTorch code (docs/model.md). PyTorch lives in its own venv: the
 # library and its tests never need it. The pin is the CPU build; plain `torch` would pull a

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/input_pipeline.py                      # 2,000 and 20,000 pairs
     .venv/bin/python benchmarks/input_pipeline.py --pairs 200 --large 0   # a quick run
 
-Data: synthetic 256 x 256 PNG pairs (`siamese_cd.data.synthetic`) written once under ``--data``
-(default ``/tmp/siamese_cd_bench``, outside the repository) and reused by later runs. The large
+Data: synthetic 256 x 256 PNG pairs (`siamese_cd.data.synthetic.generate`) written once under
+``--data`` (default ``/tmp/siamese_cd_bench``, outside the repository) and reused by later runs.
+The large
 split holds hard links to the small one's files under new names, so it costs no disk space
 but is 10x as many files for the loaders.
 
@@ -79,7 +80,7 @@ def peak_rss_mib() -> float:
 
 def make_data(root: Path, pairs: int, size: int) -> Path:
     """``root/pairs-<N>-<size>/train`` in the SYSU-CD layout, generated once."""
-    from siamese_cd.data.synthetic import MANIFEST_NAME, make_synthetic_dataset
+    from siamese_cd.data.synthetic.generate import MANIFEST_NAME, make_synthetic_dataset
 
     out = root / f"pairs-{pairs}-{size}"
     if not (out / MANIFEST_NAME).is_file():
@@ -118,7 +119,7 @@ def build_seed_style(split: Path, batch_size: int):
     import tensorflow as tf
     from PIL import Image
 
-    from siamese_cd.data.pairing import pair_split
+    from siamese_cd.data.layouts.registry import pair_split
 
     pairs = pair_split(split)
     size = Image.open(pairs[0].t1).size[0]
@@ -139,7 +140,7 @@ def build_tf_baseline(split: Path, batch_size: int, scale: bool = True):
     """(b): the fast tf.data shape: shuffle paths, decode in a parallel map."""
     import tensorflow as tf
 
-    from siamese_cd.data.pairing import pair_split
+    from siamese_cd.data.layouts.registry import pair_split
 
     pairs = pair_split(split)
     paths = tuple([str(getattr(p, role)) for p in pairs] for role in ("t1", "t2", "label"))
@@ -160,7 +161,7 @@ def build_tf_baseline(split: Path, batch_size: int, scale: bool = True):
 def run_method(method: str, split: Path, batch_size: int, epochs: int, cache_dir: Path) -> dict:
     import tensorflow as tf
 
-    from siamese_cd.data.dataset import PairedImageDataset
+    from siamese_cd.data.pipeline.dataset import PairedImageDataset
 
     def dataset(cls=PairedImageDataset, **kwargs):
         return cls(split, batch_size=batch_size, shuffle=True, seed=0, **kwargs)
@@ -187,7 +188,7 @@ def run_method(method: str, split: Path, batch_size: int, epochs: int, cache_dir
     elif method == "c":
         ds = dataset()
     elif method == "c-jit":
-        from siamese_cd.data.augment import Augment
+        from siamese_cd.data.sampling.augment import Augment
 
         ds = dataset(augment=Augment(flip=False, rotate=False, brightness=0.1))
     elif method == "d":

@@ -16,12 +16,12 @@ import time
 import numpy as np
 import tensorflow as tf
 import torch
-from parity_float64 import check_float64, float64_keras, use_float64_inputs
+from parity_float64 import check_float64, exact_betas_of, float64_keras, use_float64_inputs
 from torch import nn
 from torch_reference import ReferenceNet, TorchSide, notebook_standardise
 
 from siamese_cd import SiameseChangeModel
-from siamese_cd.data.synthetic import render_pair
+from siamese_cd.data.synthetic.generate import render_pair
 from siamese_cd.models.recipe import epoch_schedule
 from siamese_cd.models.torch_weights import keras_value, torch_slots
 
@@ -51,24 +51,27 @@ def change_f1(predicted: np.ndarray, truth: np.ndarray) -> float:
 class Pair:
     """A Keras model and a PyTorch network with the same weights and the paper's training.
 
-    With ``precision="float64"`` both sides compute and store in float64 (`parity_float64`),
-    and PyTorch takes each step's learning rate from the Keras schedule, which computes it in
-    float32.
+    With ``precision="float64"`` both sides compute and store in float64 (`parity_float64`).
+    Two float32 roundings of the library's recipe would then be the only differences, and
+    are taken out unless asked for: ``exact_betas`` gives Adam's betas to the bias
+    corrections unrounded (`exact_betas`), and ``shared_rate`` gives PyTorch each step's
+    learning rate from the Keras schedule, which computes it in float32.
     """
 
     def __init__(
         self,
         variant: str,
-        bands: int,
         widths,
         pos_fraction: float,
         steps_per_epoch: int,
         seed: int,
         precision: str = "float32",
+        exact_betas: bool = True,
+        shared_rate: bool = True,
     ):
         torch.manual_seed(seed)
         self.precision = precision
-        self.net = ReferenceNet(variant, bands, widths, dropout=0.0)
+        self.net = ReferenceNet(variant, 3, widths, dropout=0.0)
         state = state_of(self.net)
         self.net.to(PRECISIONS[precision])
         p = pos_fraction
@@ -78,17 +81,20 @@ class Pair:
                 self.model.compile(recipe="paper")
             use_float64_inputs(self.model)
             check_float64(self.model)
+            if exact_betas:
+                exact_betas_of(self.model.optimizer)
         else:
             self.model = SiameseChangeModel.from_torch_state_dict(state, variant, dropout=0.0)
             self.model.compile(recipe="paper")
+        self.shared_rate = shared_rate and precision == "float64"
         self.model.loss.pos_weight = (1 - p) / p
         epoch_schedule(self.model.optimizer).steps_per_epoch = steps_per_epoch
         self.torch = TorchSide(self.net, p, steps_per_epoch, PRECISIONS[precision])
 
     def learning_rate(self) -> float | None:
-        """The Keras schedule's rate for the next step (float64 runs), else None: PyTorch's
-        own ExponentialLR."""
-        if self.precision != "float64":
+        """The Keras schedule's rate for the next step if PyTorch shares it, else None
+        (PyTorch's own ExponentialLR)."""
+        if not self.shared_rate:
             return None
         return float(np.asarray(self.model.optimizer.learning_rate))
 
@@ -202,11 +208,12 @@ def float64_gradients(pair: Pair, t1, t2, mask) -> dict[str, np.ndarray]:
 
 
 def one_step(
-    variant: str, scenes, widths, seed: int, precision: str = "float32"
+    variant: str, scenes, widths, seed: int, precision: str = "float32", **options
 ) -> dict[str, float | str]:
-    """One `train_on_batch` against one PyTorch step from the same weights and batch."""
+    """One `train_on_batch` against one PyTorch step from the same weights and batch;
+    `options` go to `Pair`."""
     t1, t2, mask = (s[:4] for s in scenes)
-    pair = Pair(variant, 3, widths, float(mask.mean()), 1, seed, precision)
+    pair = Pair(variant, widths, float(mask.mean()), 1, seed, precision, **options)
     k_grads = pair.keras_gradients(t1, t2, mask)
     exact = float64_gradients(pair, t1, t2, mask)
     before_k = keras_state(pair.model)
@@ -268,14 +275,23 @@ def curve_stats(losses: np.ndarray, reference: np.ndarray) -> dict[str, float]:
 
 
 def training_curves(
-    variant: str, train, held_out, widths, steps: int, seed: int, precision: str = "float32"
+    variant: str,
+    train,
+    held_out,
+    widths,
+    steps: int,
+    seed: int,
+    precision: str = "float32",
+    control: bool = True,
+    **options,
 ):
-    """Keras and PyTorch (and the nudged PyTorch control) over the same batch sequence of 4."""
+    """Keras and PyTorch (and the nudged PyTorch control) over the same batch sequence of 4;
+    `options` go to `Pair`."""
     t1, t2, mask = train
     batch = 4
     steps_per_epoch = len(t1) // batch
-    pair = Pair(variant, 3, widths, float(mask.mean()), steps_per_epoch, seed, precision)
-    twin = nudged_copy(pair, seed)
+    pair = Pair(variant, widths, float(mask.mean()), steps_per_epoch, seed, precision, **options)
+    twin = nudged_copy(pair, seed) if control else None
     order_rng = np.random.default_rng(seed)
     losses = {"keras": [], "torch": [], "control": []}
     started = time.perf_counter()
@@ -287,18 +303,21 @@ def training_curves(
         rate = pair.learning_rate()  # before Keras's step moves its schedule on
         losses["torch"].append(pair.torch.step(*batch_data, rate))
         losses["keras"].append(pair.keras_step(*batch_data))
-        losses["control"].append(twin.step(*batch_data, rate))
+        if twin is not None:
+            losses["control"].append(twin.step(*batch_data, rate))
     seconds = time.perf_counter() - started
-    curves = {name: np.array(values) for name, values in losses.items()}
-    return {
+    curves = {name: np.array(values) for name, values in losses.items() if values}
+    result = {
         "keras": curve_stats(curves["keras"], curves["torch"]),
-        "control": curve_stats(curves["control"], curves["torch"]),
-        "loss_first": (curves["keras"][0], curves["torch"][0]),
-        "loss_last": (curves["keras"][-1], curves["torch"][-1], curves["control"][-1]),
-        "f1_train": (*pair.f1(*train), change_f1(twin.change(*train[:2]), train[2][..., 0] > 0)),
-        "f1_held_out": (
-            *pair.f1(*held_out),
-            change_f1(twin.change(*held_out[:2]), held_out[2][..., 0] > 0),
-        ),
+        "loss_last": (curves["keras"][-1], curves["torch"][-1]),
+        "f1_train": pair.f1(*train),
+        "f1_held_out": pair.f1(*held_out),
         "seconds": seconds,
     }
+    if twin is not None:
+        result["control"] = curve_stats(curves["control"], curves["torch"])
+        result["control_last"] = curves["control"][-1]
+        result["control_f1"] = tuple(
+            change_f1(twin.change(*data[:2]), data[2][..., 0] > 0) for data in (train, held_out)
+        )
+    return result

@@ -26,7 +26,7 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 import keras
-from siamese_cd.inference import predict_files
+from siamese_cd.evaluation.inference import predict_files
 
 model_path, t1, t2, out, tile, overlap = sys.argv[1:7]
 model = keras.saving.load_model(model_path)

@@ -9,7 +9,7 @@ PyTorch's initialisation and pixel grid, each image standardised on its own, dro
 with ``compile(recipe="paper")`` (PyTorch's Adam with L2 1e-4, the class-weighted NLL divided
 by the batch's sum of weights), scored at 0.5. Every other setting changes one factor
 towards the library's default, and ``default`` changes all of them at once: it is
-``SiameseChangeModel("diff").compile()`` as it stands. Trained settings:
+``SiameseChangeModel(variant="diff").compile()`` as it stands. Trained settings:
 
 - ``init-glorot``: Glorot-uniform kernels and zero biases (``init="glorot"``).
 - ``align-keras``: ``alignment="keras"`` (input padded to a multiple of 16; the same
@@ -78,7 +78,7 @@ def build(name: str, filters: int):
     import keras
 
     from siamese_cd import SiameseChangeModel, WeightedBinaryCrossentropy
-    from siamese_cd.losses import ClassWeightedNLL
+    from siamese_cd.models.losses import ClassWeightedNLL
     from siamese_cd.models.recipe import recipe_optimizer
 
     keras.backend.clear_session()
@@ -100,7 +100,7 @@ def build(name: str, filters: int):
 
 def render(count: int, size: int, seed: int, split: int):
     """`count` rendered pairs: uint8 (N, S, S, 3) dates and a float32 (N, S, S, 1) mask."""
-    from siamese_cd.data.synthetic import render_pair
+    from siamese_cd.data.synthetic.generate import render_pair
 
     rng = np.random.default_rng([seed, split])
     pairs = [render_pair(rng, size, change_rate=CHANGE_RATE) for _ in range(count)]
@@ -110,7 +110,7 @@ def render(count: int, size: int, seed: int, split: int):
 
 def change_map(model, t1, t2, tta: bool, batch: int = 32) -> np.ndarray:
     """Change probabilities (N, H, W), plain or averaged over the 8 flips and rotations."""
-    from siamese_cd.tta import TestTimeAugmentation
+    from siamese_cd.evaluation.tta import TestTimeAugmentation
 
     predictor = TestTimeAugmentation(model) if tta else model
     parts = []
@@ -136,7 +136,7 @@ def scores(probability: np.ndarray, truth: np.ndarray, threshold: float) -> dict
 
 def best_threshold(probability: np.ndarray, truth: np.ndarray) -> float:
     """The threshold with the best F1 on validation pixels (`choose_threshold`'s rule)."""
-    from siamese_cd.models.threshold import ThresholdCounts
+    from siamese_cd.evaluation.threshold import ThresholdCounts
 
     counts = ThresholdCounts()
     counts.update(truth, probability)
@@ -180,33 +180,56 @@ def cell(values) -> str:
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def verdict(diff) -> str:
+    """Whether the 95 % interval of paired differences lies above 0, below 0, or across."""
+    low, high = interval(diff)[1:]
+    return "yes" if low > 0 else ("worse" if high < 0 else "no")
+
+
+def paired(by_key, name: str, evaluation: str, base: str, seeds) -> tuple[str, str]:
+    """Mean [interval] of the per-seed F1 difference to `paper` scored with `base`."""
+    diff = [by_key[(name, s)][evaluation]["f1"] - by_key[("paper", s)][base]["f1"] for s in seeds]
+    return cell(diff), verdict(diff)
+
+
 def table(results: list[dict]) -> str:
-    """Markdown: one row per setting and evaluation, paired F1 difference to `paper` at 0.5."""
+    """Two Markdown tables: the trained factors (each against `paper` at 0.5 and, both with
+    the threshold chosen on validation, at that threshold), then the evaluation factors."""
     by_key = {(r["setting"], r["seed"]): r for r in results}
-    seeds = sorted({r["seed"] for r in results if r["setting"] == "paper"})
+    # Only seeds with every setting, so every difference is paired.
+    seeds = sorted(
+        s for s in {r["seed"] for r in results} if all((n, s) in by_key for n in TRAINED)
+    )
     rows = [
-        "| setting | evaluation | F1 | precision | recall | ΔF1 to paper (paired) | clears |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| setting | F1 at 0.5 | precision | recall | ΔF1 to paper | clears | "
+        "F1, threshold on val | ΔF1 to paper, both on val | clears |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for name in TRAINED:
-        common = [s for s in seeds if (name, s) in by_key]
-        if not common:
+        picked = [by_key[(name, s)]["0.5"] for s in seeds]
+        metrics = [cell([p[k] for p in picked]) for k in ("f1", "precision", "recall")]
+        at_val = cell([by_key[(name, s)]["val"]["f1"] for s in seeds])
+        if name == "paper":
+            rows.append(f"| paper | {' | '.join(metrics)} | — | baseline | {at_val} | — | |")
             continue
-        for evaluation in EVALUATIONS:
-            picked = [by_key[(name, s)][evaluation] for s in common]
-            base = [by_key[("paper", s)]["0.5"]["f1"] for s in common]
-            diff = np.array([p["f1"] for p in picked]) - np.array(base)
-            if name == "paper" and evaluation == "0.5":
-                delta, clears = "—", "baseline"
-            else:
-                delta = cell(diff)
-                low, high = interval(diff)[1:]
-                clears = "yes" if low > 0 else ("worse" if high < 0 else "no")
+        delta, clears = paired(by_key, name, "0.5", "0.5", seeds)
+        delta_val, clears_val = paired(by_key, name, "val", "val", seeds)
+        rows.append(
+            f"| {name} | {' | '.join(metrics)} | {delta} | {clears} | {at_val} | "
+            f"{delta_val} | {clears_val} |"
+        )
+    rows += [
+        "",
+        "| trained | evaluation | F1 | precision | recall | ΔF1 to paper at 0.5 | clears |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for name in ("paper", "default"):
+        for evaluation in EVALUATIONS[1:] if name == "paper" else EVALUATIONS:
+            picked = [by_key[(name, s)][evaluation] for s in seeds]
             metrics = [cell([p[k] for p in picked]) for k in ("f1", "precision", "recall")]
-            rows.append(
-                f"| {name} | {evaluation} | " + " | ".join(metrics) + f" | {delta} | {clears} |"
-            )
-    rows.append(f"\nseeds {seeds}; mean [95 % t-interval] over seeds")
+            delta, clears = paired(by_key, name, evaluation, "0.5", seeds)
+            rows.append(f"| {name} | {evaluation} | {' | '.join(metrics)} | {delta} | {clears} |")
+    rows.append(f"\nseeds {seeds}; mean [95 % t-interval over seeds]; ΔF1 paired by seed")
     return "\n".join(rows)
 
 
@@ -228,6 +251,13 @@ def show(path: Path, size: int) -> None:
     print(f"wrote {path}")
 
 
+def finished(path: Path | None) -> list[dict]:
+    """The runs recorded in the JSON-lines file `path` (none if it does not exist)."""
+    if path is None or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -246,16 +276,13 @@ def main() -> None:
     if args.show:
         return show(args.show, args.size)
     if args.table:
-        return print(table([json.loads(line) for line in args.table.read_text().splitlines()]))
+        return print(table(finished(args.table)))
 
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    done = []
-    if args.out and args.out.exists():
-        done = [json.loads(line) for line in args.out.read_text().splitlines()]
-    results = list(done)
+    results = finished(args.out)
     print(
         f"{args.train} training pairs of {args.size}² per seed, {args.eval} validation and "
         f"{args.eval} test pairs; {args.epochs} epochs of batch {args.batch}, "
@@ -271,7 +298,8 @@ def main() -> None:
         }
         print(f"seed {seed}: change fraction {data['train'][2].mean():.3f}", flush=True)
         for name in args.settings:
-            if any(r["setting"] == name and r["seed"] == seed for r in done):
+            # Read again before each run: another process may share the file.
+            if any(r["setting"] == name and r["seed"] == seed for r in finished(args.out)):
                 continue
             result = run(name, seed, data, args)
             results.append(result)
@@ -280,7 +308,7 @@ def main() -> None:
                     file.write(json.dumps(result) + "\n")
             line = ", ".join(f"{e} {result[e]['f1']:.3f}" for e in EVALUATIONS)
             print(f"{name} seed {seed}: F1 {line} ({result['train_seconds']:.0f} s)", flush=True)
-    print("\n" + table(results))
+    print("\n" + table(finished(args.out) or results))
 
 
 if __name__ == "__main__":

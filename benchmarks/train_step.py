@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from siamese_cd import ChangeMetrics, SiameseChangeModel, WeightedBinaryCrossentropy  # noqa: E402
-from siamese_cd.precision import POLICIES, choose_precision, cpu_flags  # noqa: E402
+from siamese_cd.training.precision import POLICIES, choose_precision, cpu_flags  # noqa: E402
 
 NAMES = {"diff": "FC-Siam-diff", "conc": "FC-Siam-conc", "ef": "FC-EF"}
 

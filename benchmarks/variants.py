@@ -18,8 +18,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from siamese_cd.data.synthetic import MANIFEST_NAME, make_synthetic_dataset  # noqa: E402
-from siamese_cd.training import train_on_folder  # noqa: E402
+from siamese_cd.data.synthetic.generate import MANIFEST_NAME, make_synthetic_dataset  # noqa: E402
+from siamese_cd.training.run import train_on_folder  # noqa: E402
 
 NAMES = {"ef": "FC-EF", "conc": "FC-Siam-conc", "diff": "FC-Siam-diff"}
 

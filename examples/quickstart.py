@@ -18,7 +18,7 @@ import keras
 
 from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.callbacks import MaskImageLogger
-from siamese_cd.data.synthetic import make_synthetic_dataset
+from siamese_cd.data.synthetic.generate import make_synthetic_dataset
 
 parser = argparse.ArgumentParser(description="Train FC-Siam-diff on the synthetic dataset.")
 parser.add_argument("--quick", action="store_true", help="tiny data and network, one epoch")

@@ -46,7 +46,7 @@ data = Path(args.data)
 log_dir = Path(args.logdir or f"logs/sysu-{args.variant}")
 network = dict(depth=4, filters=16)  # the published network
 if args.quick:  # the synthetic dataset has the SYSU-CD layout; nothing is written under logs/
-    from siamese_cd.data.synthetic import make_synthetic_dataset
+    from siamese_cd.data.synthetic.generate import make_synthetic_dataset
 
     root = Path(tempfile.mkdtemp(prefix="siamese_cd_sysu_"))
     data = make_synthetic_dataset(root / "data", train=16, val=8, test=8, size=32, seed=0)

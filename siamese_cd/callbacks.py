@@ -27,9 +27,10 @@ import numpy as np
 
 from siamese_cd.atomic import atomic_path, write_text
 from siamese_cd.errors import ConfigError, DatasetError
-from siamese_cd.losses import change_probability
 from siamese_cd.models.guards import NaNGuard  # noqa: F401 - re-exported
-from siamese_cd.panels import DESCRIPTION, make_panels, to_rgb_uint8
+from siamese_cd.models.losses import change_probability
+from siamese_cd.training.panels import DESCRIPTION, make_panels, to_rgb_uint8
+from siamese_cd.training.settings import MONITOR
 
 
 def select_samples(data, max_samples: int, seed: int = 0, scan_limit: int = 20):
@@ -84,7 +85,7 @@ class MaskImageLogger(keras.callbacks.Callback):
     """Writes change-detection panels and a PR curve of fixed samples to TensorBoard.
 
     Every `every_n_epochs`-th epoch the model predicts the same samples, and for each one a
-    panel ``t1 | t2 | truth | prediction | errors | probability`` (see `siamese_cd.panels`
+    panel ``t1 | t2 | truth | prediction | errors | probability`` (see `siamese_cd.training.panels`
     for the colours) is written under the tag ``masks/sample_<k>``, with the epoch as step so
     that it lines up with Keras' ``epoch_*`` scalars. A precision-recall curve of the change
     class over the same samples is written under ``pr_curve/change/pr_curves``. Both go to the run
@@ -93,8 +94,8 @@ class MaskImageLogger(keras.callbacks.Callback):
 
     Samples are chosen once, deterministically, preferring ones that contain change, and held
     as NumPy arrays of raw pixels, which the model is given as they are (its preprocessing
-    layer scales them); `siamese_cd.panels` converts them for display. The summary writer is
-    opened in `on_train_begin` and closed in `on_train_end`. So the callback survives
+    layer scales them); `siamese_cd.training.panels` converts them for display. The summary writer
+    is opened in `on_train_begin` and closed in `on_train_end`. So the callback survives
     `copy.deepcopy`, as Keras Tuner copies callbacks for every trial.
 
     Args:
@@ -223,7 +224,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     def __init__(
         self,
         filepath: str | os.PathLike,
-        monitor: str = "val_f1",
+        monitor: str = MONITOR,
         resume: bool = False,
         mode: str = "max",
     ):

@@ -45,6 +45,13 @@ class ModelFileError(SiameseCDError, ValueError):
     and what it is."""
 
 
+class ExportError(ConfigError):
+    """A model cannot be exported, or an exported model run, as asked: an unknown format, an
+    output name that does not fit the format, a converter or runtime that is not installed
+    (``pip install 'siamese_cd[export]'``), or an exported file that does not predict as the
+    Keras model does; the message names the file and the problem."""
+
+
 class CheckpointError(SiameseCDError, ValueError):
     """A PyTorch checkpoint cannot be read, or does not hold the published network asked
     for; the message names the file and every missing, unexpected or mis-shaped key."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from siamese_cd.data.oscd import ALL_BANDS, IMAGES, TEST_LABELS, TRAIN_LABELS
+from siamese_cd.data.layouts.oscd import ALL_BANDS, IMAGES, TEST_LABELS, TRAIN_LABELS
 
 PREFIX = "S2A_OPER_MSI_L1C_TL_SGS__20160801T103456_A005823_T31UDQ"
 # Metres per pixel of each band (Sentinel-2).

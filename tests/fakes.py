@@ -84,12 +84,12 @@ def write_geotiff(path: Path, array: np.ndarray) -> Path:
 
 def count_decodes(monkeypatch) -> list:
     """Record every image file the dataset decodes; returns the (growing) list of paths."""
-    from siamese_cd.data import dataset as dataset_module
-    from siamese_cd.data import source as source_module
+    from siamese_cd.data.pipeline import batches as batches_module
+    from siamese_cd.data.pipeline import source as source_module
 
     calls = []
     # read_image reads samples; decode_into decodes straight into a batch slot.
-    for module, name in ((source_module, "read_image"), (dataset_module, "decode_into")):
+    for module, name in ((source_module, "read_image"), (batches_module, "decode_into")):
         original = getattr(module, name)
 
         def counting(path, *args, _original=original, **options):

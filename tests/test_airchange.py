@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_cd.data.airchange import TEST_REGION, airchange_source, is_airchange
-from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.data.scene_layouts import scene_layout
+from siamese_cd.data.layouts.airchange import TEST_REGION, airchange_source, is_airchange
+from siamese_cd.data.layouts.scene_layouts import scene_layout
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError, ImageReadError, PairingError
 from tests.fake_datasets import airchange_mask, write_airchange
 

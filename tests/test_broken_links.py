@@ -11,10 +11,11 @@ from PIL import Image
 
 from siamese_cd.cli import main
 from siamese_cd.data.check import check_dataset
-from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.data.pairing import pair_by_stem, pair_split, pairs_from_csv
+from siamese_cd.data.layouts.pairing import pair_by_stem, pairs_from_csv
+from siamese_cd.data.layouts.registry import pair_split
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
 from siamese_cd.errors import PairingError
-from siamese_cd.inference import predict_folders
+from siamese_cd.evaluation.inference import predict_folders
 from tests.fakes import make_split
 
 STEMS = ("00000", "00001")

@@ -6,7 +6,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
 
 from siamese_cd.callbacks import MaskImageLogger, select_samples
-from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError
 from siamese_cd.models.siamese import SiameseChangeModel
 from tests.fakes import make_split

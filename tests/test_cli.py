@@ -98,7 +98,8 @@ def test_help_lists_every_command_from_the_table(capsys):
     assert info.value.code == 0
     printed = capsys.readouterr().out
     assert list(COMMANDS) == [
-        "synth", "train", "check", "evaluate", "predict", "tune", "reproduce", "convert-torch"
+        "synth", "train", "check", "evaluate", "predict", "export", "tune", "reproduce",
+        "convert-torch",
     ]  # fmt: skip
     for name in COMMANDS:  # a long name has its help on the next line
         assert re.search(rf"^    {re.escape(name)}\s", printed, flags=re.MULTILINE), name

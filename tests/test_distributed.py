@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese_cd import distributed_data as plan
-from siamese_cd.distribute import cluster_from_env, resolve_mode
+from siamese_cd.distributed import sharding as plan
+from siamese_cd.distributed.strategy import cluster_from_env, resolve_mode
 from siamese_cd.errors import ConfigError, DatasetError
 from tests.fakes import make_split
 
@@ -77,7 +77,7 @@ def test_tf_config_and_auto():
 
 
 def test_as_tf_dataset_shard_reads_only_its_scenes(tmp_path):
-    from siamese_cd.data.dataset import PairedImageDataset
+    from siamese_cd.data.pipeline.dataset import PairedImageDataset
 
     data = PairedImageDataset(make_split(tmp_path, count=5), batch_size=8)
     levels = [
@@ -88,8 +88,8 @@ def test_as_tf_dataset_shard_reads_only_its_scenes(tmp_path):
 
 
 def test_a_file_tensorflow_cannot_decode_is_named_by_the_distributed_loop(tmp_path):
-    from siamese_cd.data.dataset import PairedImageDataset
-    from siamese_cd.distributed_loop import fit_distributed
+    from siamese_cd.data.pipeline.dataset import PairedImageDataset
+    from siamese_cd.distributed.loop import fit_distributed
     from siamese_cd.errors import ImageReadError
     from siamese_cd.models.siamese import SiameseChangeModel
 
@@ -181,8 +181,9 @@ def _reference_loss(folder: Path, epochs: int, batch_size: int) -> dict:
     """The same training in this process, one device, through the same loop."""
     import keras
 
-    from siamese_cd.distributed_loop import fit_distributed
-    from siamese_cd.training import TrainSettings, build_model, load_splits
+    from siamese_cd.distributed.loop import fit_distributed
+    from siamese_cd.training.pipeline import build_model, load_splits
+    from siamese_cd.training.settings import TrainSettings
 
     settings = TrainSettings(
         epochs,
@@ -250,8 +251,8 @@ def _assert_threshold_chosen_on_val(model_path: Path, val_dir: Path, chief_outpu
 
     import keras
 
-    from siamese_cd.data.dataset import PairedImageDataset
-    from siamese_cd.models.threshold import choose_threshold
+    from siamese_cd.data.pipeline.dataset import PairedImageDataset
+    from siamese_cd.evaluation.threshold import choose_threshold
 
     model = keras.saving.load_model(model_path)
     saved = model.threshold
@@ -313,7 +314,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 from siamese_cd import PairedImageDataset
-from siamese_cd.training import TrainSettings, train_on_folder
+from siamese_cd.training.run import TrainSettings, train_on_folder
 val = PairedImageDataset(sys.argv[1] + "/val", batch_size=4, progress=False)
 out = {}
 for mode in ("none", "mirrored"):

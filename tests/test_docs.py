@@ -5,6 +5,7 @@ lines; a module identifier renders the module's public members. `make docs` buil
 ``mkdocs build --strict``; these tests need no MkDocs.
 """
 
+import ast
 import importlib
 import os
 import pkgutil
@@ -12,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,19 +21,37 @@ import siamese_cd
 
 ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = ROOT / "docs" / "api"
-# Subpackages whose every module is documented; every top-level module is too (found below),
-# and the tuning package through its __all__. Only the command line is left out: its
-# reference page is generated from the argument parsers.
-SUBPACKAGES = ("siamese_cd.models", "siamese_cd.data")
-MODULES = tuple(
-    info.name for info in pkgutil.iter_modules(siamese_cd.__path__, "siamese_cd.") if not info.ispkg
-) + ("siamese_cd.tuning",)
+# Every package and module under siamese_cd is documented, found by walking the package; a
+# package with `__all__` through its exports. Only the command line is left out: its reference
+# page is generated from the argument parsers.
+LEFT_OUT = "siamese_cd.cli"
 
 
-def documented_identifiers() -> set[str]:
+def _hook(name: str):
+    """A module of docs/hooks/, imported as the MkDocs build imports it."""
+    sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+def documented_identifiers(pages: Path = API_PAGES) -> set[str]:
+    """What the pages render with their members.
+
+    A package shown with ``show_submodules: true`` renders its modules too; one shown with
+    ``members: false`` renders only its docstring, so it documents none of its names.
+    """
+    modules = [entry.name for entry in _hook("module_map").walk()]
     found = set()
-    for page in sorted(API_PAGES.glob("*.md")):
-        found |= set(re.findall(r"^::: *([\w.]+) *$", page.read_text(), flags=re.MULTILINE))
+    for page in sorted(pages.glob("*.md")):
+        blocks = re.findall(r"^::: *([\w.]+) *\n((?:[ \t]+\S.*\n)*)", page.read_text() + "\n", re.M)
+        for identifier, options in blocks:
+            if re.search(r"^\s*members: *false\s*$", options, flags=re.MULTILINE):
+                continue
+            found.add(identifier)
+            if re.search(r"^\s*show_submodules: *true\s*$", options, flags=re.MULTILINE):
+                found.update(name for name in modules if name.startswith(identifier + "."))
     return found
 
 
@@ -48,21 +68,59 @@ def public_names(module_name: str) -> set[str]:
     return {f"{module_name}.{name}" for name in names}
 
 
-def undocumented(names: set[str], identifiers: set[str]) -> list[str]:
-    """Names neither rendered themselves nor members of a rendered module."""
+def homes(names: set[str]) -> dict[str, str]:
+    """Re-exported name -> where it is defined (``pkg.Name`` from ``pkg.mod``: ``pkg.mod.Name``)."""
+    found = {}
+    for name in names:
+        module_name, _, attribute = name.rpartition(".")
+        value = getattr(importlib.import_module(module_name), attribute)
+        # A class or function knows its module; a constant is found in the submodule holding it.
+        home = getattr(value, "__module__", None) if hasattr(value, "__qualname__") else None
+        if not isinstance(home, str):
+            home = next(
+                (
+                    other
+                    for other in sorted(sys.modules)
+                    if other.startswith(module_name + ".")
+                    and getattr(sys.modules[other], attribute, None) is value
+                ),
+                None,
+            )
+        if isinstance(home, str) and home.startswith("siamese_cd.") and home != module_name:
+            found[name] = f"{home}.{attribute}"
+    return found
+
+
+def undocumented(
+    names: set[str], identifiers: set[str], homes: dict[str, str] | None = None
+) -> list[str]:
+    """Names neither rendered themselves nor members of a rendered module, here or at home."""
+
+    def rendered(name: str) -> bool:
+        return name in identifiers or name.rpartition(".")[0] in identifiers
+
+    homes = homes or {}
     return sorted(
-        name
-        for name in names
-        if name not in identifiers and name.rpartition(".")[0] not in identifiers
+        name for name in names if not rendered(name) and not rendered(homes.get(name, name))
     )
 
 
+def _unimportable(name: str) -> None:
+    raise ImportError(f"{name} cannot be imported, so its modules cannot be listed")
+
+
+def all_modules() -> set[str]:
+    """Every package and module under siamese_cd, as Python's own walk finds them."""
+    walk = pkgutil.walk_packages(siamese_cd.__path__, "siamese_cd.", onerror=_unimportable)
+    return {"siamese_cd", *(info.name for info in walk)}
+
+
 def modules_to_document() -> list[str]:
-    modules = list(MODULES)
-    for package in SUBPACKAGES:
-        path = importlib.import_module(package).__path__
-        modules += [info.name for info in pkgutil.iter_modules(path, package + ".")]
-    return modules
+    return sorted(
+        name
+        for name in all_modules()
+        if name != LEFT_OUT and not name.startswith(LEFT_OUT + ".") and name != "siamese_cd"
+    )
 
 
 def test_every_top_level_export_is_documented():
@@ -75,10 +133,11 @@ def test_every_top_level_export_is_documented():
 def test_every_public_name_of_the_subpackages_is_documented():
     identifiers = documented_identifiers()
     modules = modules_to_document()
-    assert "siamese_cd.models.siamese" in modules and "siamese_cd.data.dataset" in modules
+    assert "siamese_cd.models.siamese" in modules and "siamese_cd.data.pipeline.dataset" in modules
+    assert "siamese_cd.training.run" in modules and "siamese_cd.cli.train" not in modules
     names = set().union(*(public_names(module) for module in modules))
     assert "siamese_cd.tuning.ChangeHyperModel" in names
-    assert undocumented(names, identifiers) == []
+    assert undocumented(names, identifiers, homes(names)) == []
 
 
 def test_documented_identifiers_exist():
@@ -91,21 +150,84 @@ def test_documented_identifiers_exist():
 
 
 def test_undocumented_names_are_reported():
-    identifiers = {"siamese_cd.losses", "siamese_cd.metrics.ChangeMetrics"}
+    identifiers = {"siamese_cd.models.losses", "siamese_cd.models.metrics.ChangeMetrics"}
     names = {
-        "siamese_cd.losses.DiceLoss",
-        "siamese_cd.metrics.ChangeMetrics",
-        "siamese_cd.metrics.scores_from_counts",
+        "siamese_cd.models.losses.DiceLoss",
+        "siamese_cd.models.metrics.ChangeMetrics",
+        "siamese_cd.models.metrics.scores_from_counts",
     }
-    assert undocumented(names, identifiers) == ["siamese_cd.metrics.scores_from_counts"]
+    assert undocumented(names, identifiers) == ["siamese_cd.models.metrics.scores_from_counts"]
+    # A name a package re-exports is documented where it is defined.
+    reexport = {"siamese_cd.models.scores_from_counts"}
+    home = {"siamese_cd.models.scores_from_counts": "siamese_cd.models.metrics.scores_from_counts"}
+    assert undocumented(reexport, identifiers, home) == ["siamese_cd.models.scores_from_counts"]
+    assert undocumented(reexport, identifiers | {"siamese_cd.models.metrics"}, home) == []
+
+
+def test_a_package_shown_with_its_submodules_documents_them(tmp_path):
+    (tmp_path / "a.md").write_text(
+        "# A\n\n::: siamese_cd.models.losses\n\n::: siamese_cd.data.layouts\n"
+        "    options:\n      show_submodules: true\n\n::: siamese_cd.tuning\n"
+        "    options:\n      members: false\n"
+    )
+    found = documented_identifiers(tmp_path)
+    assert {"siamese_cd.models.losses", "siamese_cd.data.layouts.pairing"} <= found
+    assert "siamese_cd.tuning" not in found and "siamese_cd.tuning.space" not in found
+    assert "siamese_cd.models.metrics" not in found
+
+
+def test_module_map_lists_every_package_and_module():
+    module_map = _hook("module_map")
+    entries = module_map.walk()
+    assert [entry.name for entry in entries[:1]] == ["siamese_cd"]
+    assert sorted(entry.name for entry in entries) == sorted(all_modules())
+    table = module_map.render()
+    for entry in entries:
+        assert f"`{entry.name}`" in table, entry.name
+        assert f"| {entry.summary.replace('|', chr(92) + '|')} |" in table, entry.name
+    # A documented module links to its entry and its page; the command line to its own page.
+    assert "| [`siamese_cd.models.siamese`][siamese_cd.models.siamese] |" in table
+    assert "[Command line](../cli.md)" in table
+
+
+def test_every_package_and_module_has_a_docstring_saying_what_lives_there():
+    missing = []
+    for entry in _hook("module_map").walk():
+        docstring = ast.get_docstring(ast.parse(entry.path.read_text())) or ""
+        if not docstring.strip() or not docstring.splitlines()[0].strip():
+            missing.append(str(entry.path.relative_to(ROOT)))
+    assert missing == [], "no docstring, or one whose first line is empty: " + ", ".join(missing)
+
+
+def test_module_map_is_read_from_the_files_and_replaces_its_marker(tmp_path):
+    module_map = _hook("module_map")
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text('"""The package.\n\nMore."""\n')
+    (package / "a.py").write_text('"""Module a: one | two,\nover two lines.\n\nDetails."""\n')
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "b.py").write_text("raise ImportError('never imported')\n")
+    pages = tmp_path / "api"
+    pages.mkdir()
+    (pages / "things.md").write_text("# Things\n\n::: pkg.sub\n")
+    table = module_map.render(package, pages)
+    assert table.splitlines()[2:] == [
+        "| **`pkg`** | The package. |  |",
+        "| `pkg.a` | Module a: one \\| two, over two lines. |  |",
+        "| **[`pkg.sub`][pkg.sub]** |  | [Things](things.md) |",
+        "| `pkg.sub.b` |  | [Things](things.md) |",
+    ]
+
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="api/index.md"))
+    assert module_map.MARKER not in module_map.on_page_markdown(
+        f"# API\n\n{module_map.MARKER}\n", page, None, None
+    )
+    with pytest.raises(ValueError, match="module-map"):
+        module_map.on_page_markdown("# API\n", page, None, None)
 
 
 def test_example_tutorial_pages_keep_every_line_of_code():
-    sys.path.insert(0, str(ROOT / "docs" / "hooks"))
-    try:
-        examples = importlib.import_module("examples")
-    finally:
-        sys.path.pop(0)
+    examples = _hook("examples")
     for script in sorted((ROOT / "examples").glob("*.py")):
         page = examples.render(script)
         blocks = re.findall(r"```python\n(.*?)```", page, flags=re.DOTALL)

@@ -7,7 +7,7 @@ import pytest
 from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.cli import main
 from siamese_cd.errors import DatasetError
-from siamese_cd.evaluation import evaluate
+from siamese_cd.evaluation.scores import evaluate
 from tests.fakes import write_sample
 
 

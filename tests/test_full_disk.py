@@ -16,7 +16,7 @@ import pytest
 from siamese_cd.callbacks import BestCheckpoint
 from siamese_cd.errors import FileWriteError
 from siamese_cd.models.siamese import SiameseChangeModel
-from siamese_cd.resume import STATE_NAME, TrainingBackup
+from siamese_cd.training.resume import STATE_NAME, TrainingBackup
 
 
 @contextlib.contextmanager
@@ -95,7 +95,7 @@ def test_full_disk_keeps_the_previous_model_and_backup(tmp_path):
 @pytest.mark.slow
 def test_full_disk_in_the_cli_exits_2_naming_the_file(tmp_path, capsys):
     from siamese_cd.cli import main
-    from siamese_cd.data.synthetic import make_synthetic_dataset
+    from siamese_cd.data.synthetic.generate import make_synthetic_dataset
 
     data = make_synthetic_dataset(tmp_path / "data", train=1, val=1, test=2, size=32,
                                   progress=False)  # fmt: skip

@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 
 from siamese_cd.cli import main
-from siamese_cd.data import georeference
 from siamese_cd.data.check import check_dataset
-from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.data.georeference import grid_mismatch
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
+from siamese_cd.data.readers import georeference
+from siamese_cd.data.readers.georeference import grid_mismatch
 from siamese_cd.errors import GeoreferenceError
-from siamese_cd.evaluation import evaluate
-from siamese_cd.inference import predict_files
+from siamese_cd.evaluation.inference import predict_files
+from siamese_cd.evaluation.scores import evaluate
 from siamese_cd.models.siamese import SiameseChangeModel
 from tests.fakes import make_split
 

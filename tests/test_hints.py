@@ -80,7 +80,7 @@ def test_predict_names_its_own_on_missing_option_and_accepts_it(tmp_path, model_
 
 def test_outside_the_command_line_both_spellings_are_given(tmp_path):
     from siamese_cd.errors import PairingError
-    from siamese_cd.inference import predict_folders
+    from siamese_cd.evaluation.inference import predict_folders
 
     t1, t2 = write_folders(tmp_path)
     (t2 / "b.png").unlink()

@@ -3,7 +3,7 @@ import pytest
 
 from siamese_cd import SiameseChangeModel
 from siamese_cd.errors import ConfigError, ImageReadError, PairingError
-from siamese_cd.inference import (
+from siamese_cd.evaluation.inference import (
     predict_files,
     predict_folders,
     predict_scene,
@@ -145,7 +145,7 @@ def test_mask_geotiff_keeps_georeference_and_no_nodata_collides(tmp_path):
     import rasterio
     from rasterio.transform import from_origin
 
-    from siamese_cd.inference import geo_profile
+    from siamese_cd.evaluation.inference import geo_profile
 
     t1 = write_geotiff(tmp_path / "t1.tif", np.ones((20, 30, 3), np.uint8), crs="EPSG:2154",
                        origin=(650000.0, 6860000.0), res=0.2)  # fmt: skip

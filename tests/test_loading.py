@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import pytest
 
-from siamese_cd.losses import DiceLoss, FocalLoss, SumOfLosses, WeightedBinaryCrossentropy
-from siamese_cd.metrics import ChangeMetrics
+from siamese_cd.models.losses import DiceLoss, FocalLoss, SumOfLosses, WeightedBinaryCrossentropy
+from siamese_cd.models.metrics import ChangeMetrics
 from siamese_cd.models.preprocessing import ChangePreprocessor
 from siamese_cd.models.recipe import recipe_optimizer
 from siamese_cd.models.siamese import SiameseChangeModel

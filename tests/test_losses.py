@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from siamese_cd.data.stats import change_fraction
+from siamese_cd.data.pipeline.stats import change_fraction
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import (
+from siamese_cd.models.losses import (
     DiceLoss,
     FocalLoss,
     SumOfLosses,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from siamese_cd.metrics import ChangeMetrics, scores_from_counts
+from siamese_cd.models.metrics import ChangeMetrics, scores_from_counts
 from tests.testing import TestCase
 
 

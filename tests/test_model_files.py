@@ -13,7 +13,7 @@ from PIL import Image
 
 from siamese_cd.cli import main
 from siamese_cd.errors import ModelFileError
-from siamese_cd.model_files import describe_model_file, load_change_model
+from siamese_cd.models.loading import describe_model_file, load_change_model
 from tests.fakes import make_split, write_geotiff
 
 
@@ -123,7 +123,7 @@ def _weights_of_another_shape(path: Path) -> None:
     tiny_model().save(whole)
 
     def wider(config):
-        config["config"]["filters"] = 4  # the stored weights are 2 wide
+        config["config"]["backbone"]["config"]["filters"] = 4  # the stored weights are 2 wide
 
     rewrite_archive(whole, path, edit_config=wider)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.data.oscd import ALL_BANDS, IMAGES, band_files, band_names, oscd_source
+from siamese_cd.data.layouts.oscd import ALL_BANDS, IMAGES, band_files, band_names, oscd_source
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError, ImageReadError
 from tests.fake_datasets import PREFIX, SIZE_10M, band_value, change_square, write_band, write_oscd
 

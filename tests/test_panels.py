@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from siamese_cd.panels import (
+from siamese_cd.training.panels import (
     FALSE_NEGATIVE,
     FALSE_POSITIVE,
     TRUE_POSITIVE,

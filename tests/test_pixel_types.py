@@ -12,8 +12,8 @@ import pytest
 
 from siamese_cd import SiameseChangeModel
 from siamese_cd.errors import PixelTypeWarning
-from siamese_cd.inference import predict_scene
-from siamese_cd.model_files import load_change_model
+from siamese_cd.evaluation.inference import predict_scene
+from siamese_cd.models.loading import load_change_model
 from siamese_cd.models.preprocessing import preprocessing_config
 
 
@@ -49,7 +49,7 @@ def served(model, dtype):
 
 def test_fit_records_the_training_pixel_type(uint8_model):
     assert uint8_model.preprocessor.pixel_dtype == "uint8"
-    assert uint8_model.get_config()["preprocessing"]["pixel_dtype"] == "uint8"
+    assert uint8_model.get_config()["preprocessor"]["config"]["pixel_dtype"] == "uint8"
     t1, _, _ = training_pairs(np.uint16)
     assert preprocessing_config(t1, progress=False)["pixel_dtype"] == "uint16"
 
@@ -112,7 +112,8 @@ def test_an_old_model_without_the_pixel_type_loads_and_never_warns(uint8_model, 
             data = source.read(name)
             if name == "config.json":
                 config = json.loads(data)
-                del config["config"]["preprocessing"]["pixel_dtype"]  # as models saved before
+                # As models saved before the pixel type was recorded.
+                del config["config"]["preprocessor"]["config"]["pixel_dtype"]
                 data = json.dumps(config).encode()
             target.writestr(name, data)
     loaded = load_change_model(old)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from siamese_cd.cli import main
 from siamese_cd.errors import ConfigError
-from siamese_cd.inference import map_path, predict_files
+from siamese_cd.evaluation.inference import map_path, predict_files
 from tests.fakes import write_geotiff
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from siamese_cd.cli import main
 from siamese_cd.data.check import check_dataset
-from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.data.decoding import read_image, read_label
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
+from siamese_cd.data.readers.decoding import read_image, read_label
 from siamese_cd.errors import ConfigError, NonFiniteError, TrainingError
 from tests.fakes import make_split, write_geotiff
 
@@ -65,7 +65,7 @@ def test_check_and_reading_report_masks_below_the_threshold(tmp_path):
 
 
 def test_change_fraction_zero_names_the_threshold_and_how_to_change_it():
-    from siamese_cd.losses import pos_weight_from_fraction
+    from siamese_cd.models.losses import pos_weight_from_fraction
 
     with pytest.raises(ConfigError, match="label_threshold=.*--label-threshold"):
         pos_weight_from_fraction(0.0)
@@ -143,7 +143,7 @@ def _truncated_jpegs(split):
 
 @pytest.mark.parametrize("damage", ["png_pixels", "jpeg_truncated"])
 def test_damage_inside_a_file_is_named_when_tensorflow_decodes_it(tmp_path, damage):
-    from siamese_cd.data.undecodable import HINT
+    from siamese_cd.data.readers.undecodable import HINT
     from siamese_cd.errors import ImageReadError
     from siamese_cd.models.siamese import SiameseChangeModel
 

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from siamese_cd.cli import main
-from siamese_cd.data.windows import patches_per_scene
+from siamese_cd.data.sampling.windows import patches_per_scene
 from siamese_cd.errors import ConfigError
-from siamese_cd.reproduce import PUBLISHED, ReproduceSettings
+from siamese_cd.training.reproduce import PUBLISHED, ReproduceSettings
 from tests.fake_datasets import write_airchange, write_oscd
 
 
@@ -48,3 +48,10 @@ def test_reproduce_airchange_quick_prints_the_table(tmp_path, capsys):
     scores = json.loads((logs / "reproduce-airchange-rgb" / "ef" / "scores.json").read_text())
     assert scores["protocol"]["pairs"] == 2
     assert sum(scores["counts"].values()) == 2 * 448 * 784
+    # The training pipeline's callbacks: a TensorBoard run and an HParams session per variant.
+    run = logs / "reproduce-airchange-rgb" / "ef"
+    assert len(list((run / "train").glob("events.out.tfevents.*"))) == 1
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    assert main([*argv, "--log-dir", str(logs)]) == 0  # a rerun replaces the variant's run
+    assert len(list((run / "train").glob("events.out.tfevents.*"))) == 1
+    assert "Overwriting the run in" in capsys.readouterr().out

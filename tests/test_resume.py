@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from siamese_cd.data.synthetic import make_synthetic_dataset
-from siamese_cd.resume import KILL_VARIABLE
+from siamese_cd.data.synthetic.generate import make_synthetic_dataset
+from siamese_cd.training.resume import KILL_VARIABLE
 
 EPOCHS = 3
 
@@ -97,7 +97,7 @@ def interrupted(tmp_path, monkeypatch, capsys):
     """``(data, logdir, argv)`` of a `train` stopped by Ctrl-C early in epoch 2, and its
     standard error."""
     from siamese_cd.cli import main
-    from siamese_cd.resume import TrainingBackup
+    from siamese_cd.training.resume import TrainingBackup
     from tests.fakes import make_split
 
     make_split(tmp_path / "data" / "train", count=4, seed=0)

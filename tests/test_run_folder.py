@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import TENSORS, Even
 
 from siamese_cd import atomic
 from siamese_cd.cli import main
-from siamese_cd.run_folder import event_files
+from siamese_cd.training.run_folder import event_files
 from tests.fakes import make_split
 
 TINY = ["--batch-size", "2", "--depth", "2", "--filters", "2", "--precision", "float32"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError
 from tests.fakes import make_split
 

@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 from siamese_cd.cli import main
-from siamese_cd.data.synthetic import make_synthetic_dataset
-from siamese_cd.panels import PANELS
+from siamese_cd.data.synthetic.generate import make_synthetic_dataset
+from siamese_cd.training.panels import PANELS
+from siamese_cd.training.settings import TrainSettings
 
 SIZE = 32
 
@@ -105,7 +106,10 @@ def test_images_scalars_hparams_and_pr_curve_are_served(server):
         until=lambda b: b.get("hparamInfos"),
     )
     names = {info["name"] for info in experiment["hparamInfos"]}
-    assert names == {"variant", "depth", "filters", "preprocessing", "loss", "lr", "batch_size"}
+    # Every setting of the run (TrainSettings.hparams), not a hand-picked few.
+    assert names == set(TrainSettings(epochs=1).hparams())
+    assert {"dropout", "init", "crop_size", "augment", "seed", "epochs", "precision"} <= names
+    assert {"variant", "depth", "filters", "preprocessing", "loss", "lr", "batch_size"} <= names
     metrics = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
     assert ("validation", "epoch_f1") in metrics and ("test", "epoch_f1") in metrics
 

@@ -10,11 +10,11 @@ from PIL import Image
 
 from siamese_cd.cli import main
 from siamese_cd.data.check import check_dataset
-from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.data.decoding import read_image
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
+from siamese_cd.data.readers.decoding import read_image
 from siamese_cd.errors import ConfigError, ImageReadError, NonFiniteError
-from siamese_cd.evaluation import evaluate
-from siamese_cd.inference import FileScene, load_change_model, predict_files
+from siamese_cd.evaluation.inference import FileScene, load_change_model, predict_files
+from siamese_cd.evaluation.scores import evaluate
 from siamese_cd.models.siamese import SiameseChangeModel
 from tests.test_cli import run_cli
 

@@ -9,10 +9,10 @@ from tensorboard.util import tensor_util
 
 from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.cli import main
-from siamese_cd.data.synthetic import make_synthetic_dataset
+from siamese_cd.data.synthetic.generate import make_synthetic_dataset
 from siamese_cd.errors import TrainingError
-from siamese_cd.evaluation import evaluate
-from siamese_cd.training import TrainSettings, train_on_folder
+from siamese_cd.evaluation.scores import evaluate
+from siamese_cd.training.run import TrainSettings, train_on_folder
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,64 @@ def test_settings_and_options_are_one_or_the_other(tmp_path):
     assert hparams["filters"] == "4,8" and hparams["lr"] == 3e-4
 
 
+def test_hparams_record_every_setting_but_the_listed_exclusions():
+    import dataclasses
+
+    from siamese_cd.training.settings import HPARAM_EXCLUDED, HPARAM_RENAMES
+
+    settings = TrainSettings(
+        epochs=7, dropout=0.1, init="glorot", crop_size=64, augment=False, seed=3,
+        precision="bfloat16", loss="bce+dice", early_stopping=None, bands=["B02", "B03"],
+    )  # fmt: skip
+    hparams = settings.hparams()
+    names = [field.name for field in dataclasses.fields(TrainSettings)]
+    assert set(HPARAM_EXCLUDED) <= set(names), "an exclusion names no setting"
+    for name in names:
+        shown = HPARAM_RENAMES.get(name, name)
+        assert (shown in hparams) != (name in HPARAM_EXCLUDED), name
+    assert all(reason for reason in HPARAM_EXCLUDED.values())  # each says why
+    assert {k: hparams[k] for k in ("epochs", "dropout", "init", "crop_size", "augment")} == {
+        "epochs": 7, "dropout": 0.1, "init": "glorot", "crop_size": 64, "augment": False
+    }  # fmt: skip
+    assert (hparams["seed"], hparams["precision"], hparams["loss"]) == (3, "bfloat16", "bce+dice")
+    assert hparams["bands"] == "B02,B03" and hparams["early_stopping"] == 0  # None: never
+    # What the dashboard takes: numbers, text and truth values only (None would be refused).
+    assert all(isinstance(v, (bool, int, float, str)) for v in hparams.values())
+    auto = TrainSettings(epochs=1).hparams()
+    assert auto["precision"] in ("float32", "bfloat16", "float16")  # "auto" made concrete
+    assert auto["crop_size"] == 0 and auto["bands"] == "all" and auto["lr"] > 0
+
+
+def test_every_run_selects_by_the_one_monitor_name():
+    """``"val_f1"`` is written once, as MONITOR; the training modules do not import in a circle."""
+    import ast
+    from pathlib import Path
+
+    import siamese_cd
+    from siamese_cd.training.settings import MONITOR
+
+    package = Path(siamese_cd.__file__).parent
+    written = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        written += [
+            f"{path.relative_to(package)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value == MONITOR
+        ]
+    assert [place.split(":")[0] for place in written] == ["training/settings.py"], written
+    imports = {}
+    for name in ("training/run.py", "distributed/multi_worker.py", "training/pipeline.py"):
+        tree = ast.parse((package / name).read_text())
+        imports[name] = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "siamese_cd.distributed.multi_worker" in imports["training/run.py"]
+    assert "siamese_cd.training.run" not in imports["distributed/multi_worker.py"]
+    assert (
+        not {"siamese_cd.training.run", "siamese_cd.distributed.multi_worker"}
+        & imports["training/pipeline.py"]
+    )
+
+
 def test_train_command_names_a_missing_split(tmp_path, capsys):
     (tmp_path / "train").mkdir()
     assert main(["train", str(tmp_path), "--epochs", "1"]) == 2
@@ -156,7 +214,7 @@ def test_a_val_split_without_change_is_warned_and_val_loss_chooses_the_checkpoin
     import keras
     from PIL import Image
 
-    from siamese_cd.training import checkpoint_and_stopper
+    from siamese_cd.training.pipeline import checkpoint_and_stopper
     from tests.fakes import make_split
 
     data = tmp_path / "data"

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from siamese_cd.evaluation import evaluate
-from siamese_cd.inference import predict_scene
-from siamese_cd.tta import SYMMETRIES, TestTimeAugmentation, transform, untransform
+from siamese_cd.evaluation.inference import predict_scene
+from siamese_cd.evaluation.scores import evaluate
+from siamese_cd.evaluation.tta import SYMMETRIES, TestTimeAugmentation, transform, untransform
 from tests.fakes import make_split
 
 
@@ -57,7 +57,7 @@ def test_tta_averages_the_8_views_of_an_asymmetric_model():
 
 
 def test_evaluate_and_predict_scene_with_tta_equal_plain_for_a_pixelwise_model(tmp_path):
-    from siamese_cd.data.dataset import PairedImageDataset
+    from siamese_cd.data.pipeline.dataset import PairedImageDataset
 
     data = PairedImageDataset(make_split(tmp_path, count=3, size=32), batch_size=2)
     plain = evaluate(Pixelwise(), data, progress=False)

@@ -23,23 +23,25 @@ from tensorboard.util import tensor_util
 
 from siamese_cd import PairedImageDataset, SiameseChangeModel
 from siamese_cd.callbacks import MaskImageLogger
-from siamese_cd.data.stats import change_fraction
-from siamese_cd.data.synthetic import make_synthetic_dataset
+from siamese_cd.data.pipeline.stats import change_fraction
+from siamese_cd.data.synthetic.generate import make_synthetic_dataset
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import pos_weight_from_fraction
 from siamese_cd.models import recipe
+from siamese_cd.models.losses import pos_weight_from_fraction
 from siamese_cd.models.preprocessing import preprocessing_config
 from siamese_cd.tuning import (
     ChangeHyperModel,
     FatalConfigError,
-    add_arguments,
-    build_parser,
     count_params,
     distributed_role,
+    make_tuner,
+)
+from siamese_cd.tuning.search import (
+    add_arguments,
+    build_parser,
     hypermodel_from_args,
     load_datasets,
     main,
-    make_tuner,
 )
 
 REPO = Path(__file__).parents[1]
@@ -84,6 +86,21 @@ def by_name(hp):
 
 
 # -- the hypermodel ----------------------------------------------------------------------------
+
+
+def test_the_package_exports_the_search_pieces_and_leaves_the_command_in_its_module():
+    import siamese_cd.tuning as tuning
+    import siamese_cd.tuning.search as search
+
+    command = {"add_arguments", "build_parser", "hypermodel_from_args", "load_datasets", "main",
+               "run", "run_search"}  # fmt: skip
+    assert not command & set(tuning.__all__)
+    assert not [name for name in command if hasattr(tuning, name)]
+    assert all(callable(getattr(search, name)) for name in command)  # still importable there
+    used = {"ChangeHyperModel", "make_tuner", "Hyperband", "RandomSearch", "BayesianOptimization",
+            "summarize_trials", "format_table", "export_best", "TrialSummary"}  # fmt: skip
+    assert used <= set(tuning.__all__)
+    assert all(getattr(tuning, name) is not None for name in tuning.__all__)
 
 
 def test_default_space_lists_every_hyperparameter():
@@ -187,7 +204,7 @@ def test_build_returns_a_compiled_built_model_with_the_trial_config():
     hypermodel = ChangeHyperModel(variant="conc", depth=2, filters=(4, 8), loss="bce+dice")
     hp, model = declared(hypermodel, {"filters_1": 8, "filters_2": 8, "learning_rate": 2e-3})
     assert isinstance(model, SiameseChangeModel) and model.built
-    config = model.get_config()
+    config = model.backbone.get_config()  # the task's config holds the backbone's
     assert {k: config[k] for k in ("variant", "depth", "filters", "convs_per_level")} == {
         "variant": "conc",
         "depth": 2,
@@ -241,7 +258,7 @@ def test_precision_survives_clear_session():
     keras.backend.clear_session()  # what the tuner does before every trial
     _, model = declared(hypermodel, {"variant": "diff"})
     assert model.dtype_policy.name == "mixed_float16"
-    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the build
+    assert keras.mixed_precision.global_policy().name == "float32"  # never set: per model
 
 
 def test_max_model_size_rejects_oversized_models(tmp_path):
@@ -329,7 +346,7 @@ def test_the_package_keeps_to_its_own_jobs():
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
                 names += [alias.name for alias in node.names]
                 for name in names:
-                    assert not name.startswith(("siamese_cd.cli", "siamese_cd.training")), (
+                    assert not name.startswith(("siamese_cd.cli", "siamese_cd.training.run")), (
                         f"{path.name} imports {name}"
                     )
         # The recipe's numbers live in siamese_cd.models.recipe only.
@@ -541,15 +558,22 @@ def test_search_script_end_to_end(synthetic, tmp_path):
     again = SiameseChangeModel(**best["model_config"])  # the record rebuilds the network
     again.compile(**best["compile"])
     assert again.preprocessor.scaling == "unit" and count_params(again) == best["trainable_params"]
-    assert model.get_config()["filters"] == best["model_config"]["filters"]
+    assert model.backbone.get_config()["filters"] == best["model_config"]["filters"]
     val = PairedImageDataset(synthetic / "val", batch_size=8)
     (t1, t2), _ = val[0]
     probabilities = model.predict((t1, t2), verbose=0)
     assert probabilities.shape == (8, 32, 32, 1)
     assert np.all((probabilities >= 0) & (probabilities <= 1))
-    # The exported weights are the best trial's best epoch, and the loss is ready to evaluate.
+    # Finished as a training run is: the decision threshold chosen on DATA/val, recorded.
+    assert "Decision threshold" in result.stdout and "saved with the model" in result.stdout
+    assert model.threshold == pytest.approx(best["threshold"])
+    chosen = model.evaluate(val, verbose=0, return_dict=True)["f1"]
+    # The exported weights are the best trial's best epoch (at 0.5 they score its val_f1), and
+    # the loss is ready to evaluate.
+    model.set_threshold(0.5)
     f1 = model.evaluate(val, verbose=0, return_dict=True)["f1"]
     assert f1 == pytest.approx(best["val_f1"], abs=1e-5)
+    assert chosen >= f1 - 1e-4
 
     states = trial_states(project)
     assert sorted(states) == ["0", "1", "2"] and set(states.values()) == {COMPLETED}

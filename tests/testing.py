@@ -1,7 +1,8 @@
 """The shared `TestCase` of layer, loss, metric and model tests (after keras-hub's).
 
 Each ``run_*_test`` helper checks one round trip that every serializable piece must survive:
-its config, a `.keras` file, and the SavedModel export. Test classes inherit them:
+its config, a `.keras` file, the SavedModel export, and building in a mixed precision through
+the ``dtype=`` policy argument. Test classes inherit them:
 
     class TestMyLayer(TestCase):
         def test_config(self):
@@ -10,6 +11,7 @@ its config, a `.keras` file, and the SavedModel export. Test classes inherit the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -51,15 +53,64 @@ class TestCase:
         return loaded
 
     def run_export_test(self, model: keras.Model, inputs, directory: Path, atol: float = 1e-6):
-        """The SavedModel's ``serve`` and ``serving_default`` give the model's predictions."""
+        """The SavedModel's ``serve`` and ``serving_default`` give the model's change
+        probability and its mask at the model's threshold, computed in float32 (as exports
+        are, whatever the model's precision: a global policy left by a command counts too)."""
         import tensorflow as tf
+
+        from siamese_cd.evaluation.export import float32_model
 
         path = str(Path(directory) / "served")
         model.export(path, verbose=False)
         served = tf.saved_model.load(path)
-        expected = model.predict(inputs, verbose=0)
+        expected = float32_model(model).predict(inputs, verbose=0)[..., -1:]  # change channel
         t1, t2 = inputs
-        np.testing.assert_allclose(served.serve(t1, t2)["probability"].numpy(), expected, atol=atol)
-        outputs = served.signatures["serving_default"](t1=tf.constant(t1), t2=tf.constant(t2))
-        np.testing.assert_allclose(outputs["probability"].numpy(), expected, atol=atol)
+        for outputs in (
+            served.serve(t1, t2),
+            served.signatures["serving_default"](t1=tf.constant(t1), t2=tf.constant(t2)),
+        ):
+            np.testing.assert_allclose(outputs["probability"].numpy(), expected, atol=atol)
+            clear = np.abs(expected - model.threshold) > atol  # pixels whose side is certain
+            mask = outputs["mask"].numpy()
+            assert mask.dtype == np.uint8
+            np.testing.assert_array_equal(mask[clear], (expected >= model.threshold)[clear])
         return served
+
+    def run_precision_test(
+        self,
+        cls,
+        init_kwargs: dict,
+        inputs,
+        float32_layers: Sequence[str] = (),
+        policies: Sequence[str] = ("mixed_bfloat16", "mixed_float16"),
+    ):
+        """Built with ``dtype=<policy>``, every layer computes in it, weights and outputs stay
+        float32, and Keras's global policy is left alone.
+
+        The layers named in `float32_layers` (and those inside them) must compute in float32
+        whatever the policy: preprocessing, heads, anything numerically delicate. Input layers
+        compute nothing and are skipped.
+        """
+        for name in policies:
+            global_policy = keras.config.dtype_policy().name
+            policy = keras.DTypePolicy(name)
+            instance = cls(**init_kwargs, dtype=policy)
+            assert keras.config.dtype_policy().name == global_policy
+            assert instance.dtype_policy.name == name
+            for output in keras.tree.flatten(instance(inputs)):
+                assert keras.backend.standardize_dtype(output.dtype) == "float32"
+            for weight in instance.weights:
+                if "float" in weight.dtype:
+                    assert weight.dtype == policy.variable_dtype, weight.path
+            kept = {
+                id(inner)
+                for layer in instance._flatten_layers(include_self=False, recursive=True)
+                if layer.name in float32_layers
+                for inner in layer._flatten_layers(include_self=True, recursive=True)
+            }
+            for layer in instance._flatten_layers(include_self=False, recursive=True):
+                if isinstance(layer, keras.layers.InputLayer):
+                    continue
+                expected = "float32" if id(layer) in kept else policy.compute_dtype
+                assert layer.compute_dtype == expected, (name, layer.path, layer.compute_dtype)
+            assert {layer.name for layer in instance._flatten_layers()} >= set(float32_layers)

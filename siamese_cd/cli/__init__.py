@@ -1,10 +1,10 @@
 """The `siamese-cd` command: one subcommand per module, listed in `COMMANDS`.
 
 Subcommands: ``synth`` (write a synthetic dataset), ``train``, ``check`` (scan a dataset
-for problems), ``evaluate``, ``predict`` (change maps of scenes of any size), ``tune``
-(hyperparameter search), ``reproduce`` (the paper's protocol on OSCD or AirChange) and
-``convert-torch`` (a checkpoint of the authors' PyTorch code as a ``.keras`` model). Each
-module defines ``HELP``, ``DESCRIPTION``,
+for problems), ``evaluate``, ``predict`` (change maps of scenes of any size), ``export`` (a
+model as a SavedModel, ONNX or LiteRT file), ``tune`` (hyperparameter search), ``reproduce``
+(the paper's protocol on OSCD or AirChange) and ``convert-torch`` (a checkpoint of the
+authors' PyTorch code as a ``.keras`` model). Each module defines ``HELP``, ``DESCRIPTION``,
 ``add_arguments(parser)`` and ``run(args) -> int``, and imports TensorFlow only inside
 ``run``, so ``siamese-cd --help`` and usage errors return at once.
 
@@ -12,8 +12,9 @@ Example:
     >>> parser = build_parser(["synth"])
     >>> parser.parse_args(["synth", "out", "--size", "32"]).size
     32
-    >>> sorted(COMMANDS)
-    ['check', 'convert-torch', 'evaluate', 'predict', 'reproduce', 'synth', 'train', 'tune']
+    >>> sorted(COMMANDS)  # doctest: +NORMALIZE_WHITESPACE
+    ['check', 'convert-torch', 'evaluate', 'export', 'predict', 'reproduce', 'synth', 'train',
+     'tune']
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "check": "siamese_cd.cli.check",
     "evaluate": "siamese_cd.cli.evaluate",
     "predict": "siamese_cd.cli.predict",
+    "export": "siamese_cd.cli.export",
     "tune": "siamese_cd.cli.tune",
     "reproduce": "siamese_cd.cli.reproduce",
     "convert-torch": "siamese_cd.cli.convert",

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 
-from siamese_cd.loss_names import loss_name_arg as loss_name  # noqa: F401 - shared by commands
+from siamese_cd.models.loss_names import loss_name_arg as loss_name  # noqa: F401 - shared by commands
 from siamese_cd.options import (  # noqa: F401 - shared by commands
     add_data_options,
     non_negative_int,
     positive_int,
 )
-from siamese_cd.precision import add_precision_argument  # noqa: F401 - shared by commands
+from siamese_cd.training.precision import add_precision_argument  # noqa: F401 - shared by commands
 
 
 def probability(text: str) -> float:

@@ -57,12 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from siamese_cd.data.oscd import NAME as OSCD
-    from siamese_cd.data.scene_layouts import scene_layout
-    from siamese_cd.data.splits import open_split
+    from siamese_cd.data.layouts.oscd import NAME as OSCD
+    from siamese_cd.data.layouts.scene_layouts import scene_layout
+    from siamese_cd.data.layouts.splits import open_split
     from siamese_cd.errors import ConfigError, DatasetError
-    from siamese_cd.evaluation import evaluate
-    from siamese_cd.inference import load_change_model
+    from siamese_cd.evaluation.inference import load_change_model
+    from siamese_cd.evaluation.scores import evaluate
 
     if args.tile_stride is not None and args.tile_size is None:
         raise ConfigError("--tile-stride needs --tile-size")
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.per_image:
         output_file(args.per_image, (".csv",), "per-image scores")
     progress = sys.stderr.isatty()
-    from siamese_cd.precision import set_precision
+    from siamese_cd.training.precision import set_precision
 
     set_precision(args.precision)
     model, bands = None, args.bands

@@ -19,12 +19,17 @@ DESCRIPTION = (
     "Predict the change map of T1 and T2 (two image files, or two folders whose files pair by "
     "name) with overlapping windows blended without seams. Writes a 0/255 mask, or float "
     "probabilities with --probabilities; a GeoTIFF T1 gives a GeoTIFF with its CRS and "
-    "transform."
+    "transform. MODEL may be a .keras file or a model written by siamese-cd export (ONNX, "
+    "LiteRT or SavedModel), run by onnxruntime, the LiteRT interpreter or TensorFlow."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .keras model")
+    parser.add_argument(
+        "model",
+        help="a .keras model, or one written by siamese-cd export (.onnx, .tflite, or a "
+        "SavedModel folder), run by its own runtime",
+    )
     parser.add_argument("t1", help="first-date image, or folder of them")
     parser.add_argument("t2", help="second-date image, or folder of them")
     parser.add_argument(
@@ -66,7 +71,7 @@ def _checked_output(args: argparse.Namespace) -> tuple[bool, Path]:
     """Whether T1 and T2 are folders, and the output: checked (and its folder made) before
     the model is loaded, so a wrong name costs no prediction."""
     from siamese_cd.errors import ConfigError
-    from siamese_cd.inference import OUTPUT_SUFFIXES, check_maps_folder, map_path
+    from siamese_cd.evaluation.inference import OUTPUT_SUFFIXES, check_maps_folder, map_path
 
     if args.overlap >= args.tile_size:
         raise ConfigError(
@@ -85,14 +90,27 @@ def _checked_output(args: argparse.Namespace) -> tuple[bool, Path]:
     return False, output_file(str(out), OUTPUT_SUFFIXES, "change maps")
 
 
+def _load_model(args: argparse.Namespace):
+    """The model to predict with: a .keras file under --precision, or an exported one."""
+    from siamese_cd.errors import ConfigError
+    from siamese_cd.evaluation.runtimes import exported_format, open_change_model
+    from siamese_cd.training.precision import set_precision
+
+    if exported_format(args.model) is None:
+        set_precision(args.precision)
+    elif args.precision not in ("auto", "float32"):
+        raise ConfigError(
+            f"{args.model}: an exported model computes in float32, as it was exported; "
+            f"--precision {args.precision} applies to .keras models"
+        )
+    return open_change_model(args.model)
+
+
 def run(args: argparse.Namespace) -> int:
-    from siamese_cd.inference import load_change_model, predict_files, predict_folders
+    from siamese_cd.evaluation.inference import predict_files, predict_folders
 
     folders, out = _checked_output(args)
-    from siamese_cd.precision import set_precision
-
-    set_precision(args.precision)
-    model = load_change_model(args.model)
+    model = _load_model(args)
     options = dict(
         tile_size=args.tile_size,
         overlap=args.overlap,

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from siamese_cd.reproduce import ReproduceSettings, reproduce
+    from siamese_cd.training.reproduce import ReproduceSettings, reproduce
 
     settings = ReproduceSettings(
         dataset=args.dataset,

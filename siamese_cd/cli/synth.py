@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from siamese_cd.data.synthetic import make_synthetic_dataset
+    from siamese_cd.data.synthetic.generate import make_synthetic_dataset
 
     out = make_synthetic_dataset(
         args.out,

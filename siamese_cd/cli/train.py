@@ -132,7 +132,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from siamese_cd.training import TrainSettings, train_on_folder
+    from siamese_cd.training.run import TrainSettings, train_on_folder
 
     settings = TrainSettings(
         epochs=args.epochs,

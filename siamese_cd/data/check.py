@@ -5,13 +5,14 @@ be decoded (unreadable or truncated), images with NaN or infinite pixels, images
 differs from the split's first image, scenes whose t1, t2 and label sizes differ, labels holding
 values outside the expected set, labels whose non-zero values never reach the label threshold
 (read as "no change"), broken symbolic links, dates whose GeoTIFFs lie on different grids (CRS
-or transform, `siamese_cd.data.georeference`), and the fraction of changed pixels. Everything
-it reports as a problem stops training too, and a problem makes the command exit non-zero.
+or transform, `siamese_cd.data.readers.georeference`), and the fraction of changed pixels.
+Everything it reports as a problem stops training too, and a problem makes the command exit
+non-zero.
 Float images are not a problem: the model standardises them (``preprocessing="auto"``).
 
 It also notes, without failing, a split whose labels hold no change pixel at all (``no_change``):
 a validation split like that scores ``val_f1`` 0 at every epoch (training then follows
-``val_loss`` and keeps the threshold 0.5, see `siamese_cd.training.validation_monitor`), a
+``val_loss`` and keeps the threshold 0.5, see `siamese_cd.training.pipeline.validation_monitor`), a
 training split has nothing to learn, a test split scores change F1 0.
 
 Expected label values: ``{0, 255}`` or ``{0, 1}`` (``{0, 65535}`` for 16-bit masks) after
@@ -20,7 +21,7 @@ reducing RGB to its brightest band. JPEG labels are noisy by nature, so values w
 
 Example:
     >>> import tempfile
-    >>> from siamese_cd.data.synthetic import make_synthetic_dataset
+    >>> from siamese_cd.data.synthetic.generate import make_synthetic_dataset
     >>> data = make_synthetic_dataset(tempfile.mkdtemp(), train=2, val=1, test=1, size=32,
     ...                               progress=False)
     >>> report = check_dataset(data, progress=False)
@@ -39,7 +40,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from siamese_cd.data.decoding import (
+from siamese_cd.data.layouts.pairing import BrokenLink, match_stems
+from siamese_cd.data.layouts.registry import (
+    FolderLayout,
+    dataset_layout,
+    describe_layouts,
+    detect_layout,
+    named,
+)
+from siamese_cd.data.readers.decoding import (
     DEFAULT_LABEL_THRESHOLD,
     below_threshold,
     binarize_label,
@@ -48,8 +57,7 @@ from siamese_cd.data.decoding import (
     read_image,
     read_label_values,
 )
-from siamese_cd.data.georeference import grid_mismatch
-from siamese_cd.data.pairing import BrokenLink, describe_layouts, detect_layout, match_stems
+from siamese_cd.data.readers.georeference import grid_mismatch
 from siamese_cd.errors import DatasetError, ImageReadError, NonFiniteError, PairingError
 
 JPEG_TOLERANCE = 64
@@ -96,7 +104,7 @@ class CheckReport:
 
     Example:
         >>> import tempfile
-        >>> from siamese_cd.data.synthetic import make_synthetic_dataset
+        >>> from siamese_cd.data.synthetic.generate import make_synthetic_dataset
         >>> data = make_synthetic_dataset(tempfile.mkdtemp(), train=2, val=0, test=0, size=32,
         ...                               progress=False)
         >>> (data / "train" / "time2" / "00001.png").unlink()  # t1 and label now orphans
@@ -209,7 +217,8 @@ def find_splits(data_dir: Path) -> tuple[list[tuple[str, Path, str, list[Path]]]
         if "more than one layout" in str(error):
             raise
     splits, ignored = [], []
-    for child in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    children = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for child in children:
         try:
             layout, *folders = detect_layout(child)
         except DatasetError as error:
@@ -219,11 +228,24 @@ def find_splits(data_dir: Path) -> tuple[list[tuple[str, Path, str, list[Path]]]
             continue
         splits.append((child.name, child, layout, folders))
     if not splits:
+        splits = _published_splits(data_dir)
+        ignored = [] if splits else ignored
+    if not splits:
         raise DatasetError(
             f"{data_dir}: neither it nor its sub-folders match a known layout (looked for "
             f"{describe_layouts()})"
         )
     return splits, ignored
+
+
+def _published_splits(data_dir: Path) -> list[tuple[str, Path, str, list[Path]]]:
+    """The split folders of a benchmark download that keeps them deeper (CDD's
+    ``Real/subset``, ``LEVIR-CD+/``), or none."""
+    layout = dataset_layout(data_dir)
+    if layout is None or not issubclass(layout, FolderLayout):
+        return []
+    folders = [(split, layout.split_dir(data_dir, split)) for split in layout.splits]
+    return [(split, path, layout.name, list(layout.folder_paths(path))) for split, path in folders]
 
 
 def _label_problem(path: Path, values: np.ndarray) -> str | None:
@@ -246,8 +268,11 @@ def _label_problem(path: Path, values: np.ndarray) -> str | None:
     )
 
 
-def _scan_pair(pair, label_threshold: int) -> dict:
-    """Decode every file of a pair; return shapes, label statistics and problems."""
+def _scan_pair(pair, label_threshold: int, label_values=read_label_values) -> dict:
+    """Decode every file of a pair; return shapes, label statistics and problems.
+
+    `label_values` reads a label as its layout stores change (e.g. SECOND's from two maps).
+    """
     result: dict = {
         "problems": [],
         "shapes": [],
@@ -259,7 +284,7 @@ def _scan_pair(pair, label_threshold: int) -> dict:
     for role, path in pair.files():
         try:
             if role == "label":
-                values = read_label_values(path)
+                values = label_values(path)
                 shape = values.shape[:2]
                 message = _label_problem(path, values)
                 if message:
@@ -302,7 +327,6 @@ def _scan_pair(pair, label_threshold: int) -> dict:
     return result
 
 
-# Over 60 lines: pairing every split, then one bounded pool over all files, in one place.
 def check_dataset(
     data_dir: str | Path,
     *,
@@ -333,35 +357,21 @@ def check_dataset(
     problems: list[Problem] = []
     reports: list[SplitReport] = []
     work = []
+    readers: dict = {}  # split name -> how its labels are read
     for name, split_dir, layout, folders in splits:
         report = SplitReport(name, str(split_dir), layout)
         reports.append(report)
-        try:
-            pairs, orphans = match_stems(folders)
-        except PairingError as error:
-            problems.append(Problem(name, "pairing", str(split_dir), str(error)))
-            continue
-        # Broken links stop pairing whatever on_missing says; they are not orphans.
-        links = [item for item in orphans if isinstance(item, BrokenLink)]
-        orphans = [item for item in orphans if not isinstance(item, BrokenLink)]
-        problems += [Problem(name, "broken_link", str(x.path), x.describe()) for x in links]
-        report.pairs, report.orphans = len(pairs), len(orphans)
-        if not pairs:
-            problems.append(
-                Problem(name, "empty", str(split_dir), f"{split_dir}: no image pairs found")
-            )
-        work += [(report, "pair", pair) for pair in pairs]
-        if on_missing != "skip":
-            for orphan in orphans:
-                problems.append(Problem(name, "orphan", str(orphan.path), orphan.describe()))
-            work += [(report, "file", orphan.path) for orphan in orphans]
+        readers[name] = named(layout).label_values
+        work += _split_work(report, split_dir, folders, on_missing, problems)
 
     total_files = sum(len(item.files()) if kind == "pair" else 1 for _, kind, item in work)
     bar = tqdm(total=total_files, desc="Checking files", unit="file", disable=not progress)
 
     def task(item):
-        _, kind, obj = item
-        return _scan_pair(obj, label_threshold) if kind == "pair" else decode_fault(obj)
+        report, kind, obj = item
+        if kind == "file":
+            return decode_fault(obj)
+        return _scan_pair(obj, label_threshold, readers[report.name])
 
     with ThreadPoolExecutor(workers) as pool:
         # A bounded window of pending scans keeps memory flat on any dataset size.
@@ -376,6 +386,33 @@ def check_dataset(
     bar.close()
     notes = [no_change_note(report, label_threshold) for report in reports]
     return CheckReport(str(data_dir), reports, problems, ignored, [n for n in notes if n])
+
+
+def _split_work(
+    report: SplitReport, split_dir: Path, folders: list[Path], on_missing: str, problems: list
+) -> list[tuple]:
+    """Pair one split's files; record what does not pair; return the files to scan."""
+    name = report.name
+    try:
+        pairs, orphans = match_stems(folders)
+    except PairingError as error:
+        problems.append(Problem(name, "pairing", str(split_dir), str(error)))
+        return []
+    # Broken links stop pairing whatever on_missing says; they are not orphans.
+    links = [item for item in orphans if isinstance(item, BrokenLink)]
+    orphans = [item for item in orphans if not isinstance(item, BrokenLink)]
+    problems += [Problem(name, "broken_link", str(x.path), x.describe()) for x in links]
+    report.pairs, report.orphans = len(pairs), len(orphans)
+    if not pairs:
+        problems.append(
+            Problem(name, "empty", str(split_dir), f"{split_dir}: no image pairs found")
+        )
+    work = [(report, "pair", pair) for pair in pairs]
+    if on_missing != "skip":
+        for orphan in orphans:
+            problems.append(Problem(name, "orphan", str(orphan.path), orphan.describe()))
+        work += [(report, "file", orphan.path) for orphan in orphans]
+    return work
 
 
 def _collect(item, future, problems: list[Problem], bar) -> None:

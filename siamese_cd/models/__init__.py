@@ -1,1 +1,5 @@
-"""The change-detection model family: preprocessing, backbone, task and recipe."""
+"""The change-detection model: task, backbone, blocks, preprocessing, recipe, losses, metrics.
+
+Also here: the guard against non-finite losses, loading ``.keras`` files and reading the
+authors' PyTorch checkpoints.
+"""

@@ -7,6 +7,7 @@ model, `SiameseChangeModel`, wraps it between its preprocessing and its head.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import keras
@@ -91,6 +92,55 @@ def check_architecture(
         raise ConfigError(f"in_channels must be at least 1, got {bands}")
 
 
+def _fc_siam_graph(
+    variant: str,
+    widths: list[int],
+    convs: list[int],
+    dropout: float,
+    batch_norm: bool,
+    in_channels: int,
+    num_classes: int,
+    init: str,
+    alignment: str,
+    dtype=None,
+):
+    """The network's inputs ``(t1, t2)`` and its logits, as functional tensors.
+
+    Every layer computes in the dtype policy `dtype` (None: Keras's global one), except the
+    head and the crop after it, which stay float32.
+    """
+    t1 = keras.Input((None, None, in_channels), name="t1")
+    t2 = keras.Input((None, None, in_channels), name="t2")
+    torch_grid = alignment == "torch"
+    pad = None if torch_grid else PadToMultiple(2 ** len(widths), name="pad", dtype=dtype)
+    p1, p2 = (t1, t2) if torch_grid else (pad(t1), pad(t2))
+    blocks = {"init": init, "alignment": alignment, "dtype": dtype}
+    if variant == "ef":
+        stacked = layers.Concatenate(name="early_fusion", dtype=dtype)([p1, p2])
+        encoder = build_encoder(2 * in_channels, widths, convs, dropout, batch_norm, **blocks)
+        *skips, bottleneck = encoder(stacked)
+        skip_groups = [[s] for s in skips]
+    else:
+        encoder = build_encoder(in_channels, widths, convs, dropout, batch_norm, **blocks)
+        *skips1, bottleneck1 = encoder(p1)
+        if torch_grid:  # the first date first, as PyTorch runs them (see `After`)
+            p2 = After(name="after_t1", dtype=dtype)([p2, bottleneck1])
+        *skips2, bottleneck = encoder(p2)
+        if variant == "diff":
+            skip_groups = [
+                [ops.abs(layers.Subtract(name=f"skip{i}_diff", dtype=dtype)([a, b]))]
+                for i, (a, b) in enumerate(zip(skips1, skips2), start=1)
+            ]
+        else:
+            skip_groups = [[a, b] for a, b in zip(skips1, skips2)]
+    logits = decode(
+        bottleneck, skip_groups, widths, convs, dropout, batch_norm, num_classes, **blocks
+    )
+    if not torch_grid:
+        logits = CropLike(name="crop", dtype="float32")([logits, t1])
+    return (t1, t2), logits
+
+
 @keras.saving.register_keras_serializable(package="siamese_cd")
 class FCSiamBackbone(keras.Model):
     """Encoder-decoder of Daudt et al. (ICIP 2018) from ``(t1, t2)`` to change logits.
@@ -108,79 +158,79 @@ class FCSiamBackbone(keras.Model):
     (`siamese_cd.models.blocks.upsample`), PyTorch's running variance in BatchNorm; any side
     of at least ``2**depth`` pixels.
 
+    The architecture is configured here and only here: `SiameseChangeModel` stores this
+    backbone's config in its own, and its keyword form (``SiameseChangeModel(variant="conc",
+    depth=3)``) passes these arguments on unchanged.
+
     Args:
-        variant: ``"diff"``, ``"conc"`` or ``"ef"``.
-        depth: encoder levels (pooling steps), 2 to 6.
-        widths: filters per level, shallowest first.
-        convs: conv units per level, shallowest first.
-        dropout: spatial dropout after each conv unit.
-        batch_norm: BatchNorm after each conv.
-        in_channels: bands per image.
-        num_classes: channels of the logits.
-        init: ``"glorot"`` (Keras) or ``"torch"`` (PyTorch) initialisation of the convs.
-        alignment: ``"keras"`` (default) or ``"torch"`` (see above).
+        variant: ``"diff"`` (default), ``"conc"`` or ``"ef"``.
+        depth: number of encoder levels (pooling steps), 2 to 6; default 4.
+        filters: width of the first level, doubled per level (default 16); or one width per
+            level, shallowest first.
+        convs_per_level: conv units per level, shallowest first; an int for all levels. The
+            default is the paper's: 2 in the first two levels, 3 in deeper ones.
+        dropout: spatial dropout after each conv unit; default 0.2.
+        batch_norm: BatchNorm after each conv; default True.
+        in_channels: bands per image, e.g. 3 (default) for RGB or 13 for Sentinel-2.
+        num_classes: channels of the logits: 1 (default) for a sigmoid change map, 2 for a
+            softmax over no-change/change.
+        init: ``"torch"`` (default: kernels and biases from U(±1/sqrt(fan_in)), as the
+            published PyTorch code initialises them; the recipe ablation in
+            ``benchmarks/recipe_ablation.py`` chose it) or ``"glorot"`` (Keras's
+            Glorot-uniform kernels, zero biases).
+        alignment: ``"keras"`` (default) or ``"torch"`` (see above); `from_torch_state_dict`
+            of `SiameseChangeModel` needs ``"torch"``.
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
+
+    Raises:
+        ConfigError: a setting the architecture cannot take, named.
 
     Example:
         >>> import numpy as np
-        >>> backbone = FCSiamBackbone("diff", 2, [4, 8], [2, 1], 0.0, True, 3, 1)
+        >>> backbone = FCSiamBackbone("diff", depth=2, filters=[4, 8], convs_per_level=[2, 1])
         >>> x = np.zeros((1, 10, 12, 3), np.float32)
-        >>> tuple(backbone((x, x)).shape)
-        (1, 10, 12, 1)
+        >>> tuple(backbone((x, x)).shape), backbone.widths, backbone.convs
+        ((1, 10, 12, 1), [4, 8], [2, 1])
     """
 
     def __init__(
         self,
-        variant: str,
-        depth: int,
-        widths: Sequence[int],
-        convs: Sequence[int],
-        dropout: float,
-        batch_norm: bool,
-        in_channels: int,
-        num_classes: int,
-        init: str = "glorot",
+        variant: str = "diff",
+        depth: int = 4,
+        filters: int | Sequence[int] = 16,
+        convs_per_level: int | Sequence[int] | None = None,
+        dropout: float = 0.2,
+        batch_norm: bool = True,
+        in_channels: int = 3,
+        num_classes: int = 1,
+        init: str = "torch",
         alignment: str = "keras",
         **kwargs,
     ):
+        check_architecture(variant, depth, num_classes, dropout, in_channels, init, alignment)
+        widths = resolve_widths(filters, depth)
+        convs = resolve_convs(convs_per_level, depth)
         kwargs.setdefault("name", "backbone")
+        # A functional model ignores dtype=, so it goes to every layer (as keras-hub's
+        # backbones pass it) and is set on the model after.
+        dtype = kwargs.pop("dtype", None)
         # === Layers and functional model ===
-        t1 = keras.Input((None, None, in_channels), name="t1")
-        t2 = keras.Input((None, None, in_channels), name="t2")
-        torch_grid = alignment == "torch"
-        pad = None if torch_grid else PadToMultiple(2**depth, name="pad")
-        p1, p2 = (t1, t2) if torch_grid else (pad(t1), pad(t2))
-        blocks = {"init": init, "alignment": alignment}
-        if variant == "ef":
-            stacked = layers.Concatenate(name="early_fusion")([p1, p2])
-            encoder = build_encoder(2 * in_channels, widths, convs, dropout, batch_norm, **blocks)
-            *skips, bottleneck = encoder(stacked)
-            skip_groups = [[s] for s in skips]
-        else:
-            encoder = build_encoder(in_channels, widths, convs, dropout, batch_norm, **blocks)
-            *skips1, bottleneck1 = encoder(p1)
-            if torch_grid:  # the first date first, as PyTorch runs them (see `After`)
-                p2 = After(name="after_t1")([p2, bottleneck1])
-            *skips2, bottleneck = encoder(p2)
-            if variant == "diff":
-                skip_groups = [
-                    [ops.abs(layers.Subtract(name=f"skip{i}_diff")([a, b]))]
-                    for i, (a, b) in enumerate(zip(skips1, skips2), start=1)
-                ]
-            else:
-                skip_groups = [[a, b] for a, b in zip(skips1, skips2)]
-        logits = decode(
-            bottleneck, skip_groups, widths, convs, dropout, batch_norm, num_classes, **blocks
-        )
-        if not torch_grid:
-            logits = CropLike(name="crop", dtype="float32")([logits, t1])
-        super().__init__(inputs=(t1, t2), outputs=logits, **kwargs)
+        inputs, logits = _fc_siam_graph(
+            variant, widths, convs, dropout, batch_norm, in_channels, num_classes, init, alignment,
+            dtype,
+        )  # fmt: skip
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        if dtype is not None:
+            self.dtype_policy = dtype
 
         # === Config ===
         self.variant = variant
         self.depth = depth
-        self.widths = list(widths)
-        self.convs = list(convs)
+        # As given (an int stays an int), so that the config reads as it was written.
+        self.filters = filters if isinstance(filters, int) else list(widths)
+        self.convs_per_level = convs_per_level if convs_per_level is None else list(convs)
+        self.widths = widths
+        self.convs = convs
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.in_channels = in_channels
@@ -194,8 +244,8 @@ class FCSiamBackbone(keras.Model):
             "trainable": self.trainable,
             "variant": self.variant,
             "depth": self.depth,
-            "widths": self.widths,
-            "convs": self.convs,
+            "filters": self.filters,
+            "convs_per_level": self.convs_per_level,
             "dropout": self.dropout,
             "batch_norm": self.batch_norm,
             "in_channels": self.in_channels,
@@ -206,4 +256,62 @@ class FCSiamBackbone(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict) -> FCSiamBackbone:
+        config = dict(config)
+        # Backbones saved on their own before the task stored them named the resolved
+        # lists `widths` and `convs`.
+        if "widths" in config:
+            config["filters"] = config.pop("widths")
+            config["convs_per_level"] = config.pop("convs")
         return cls(**config)
+
+
+#: The architecture arguments of `SiameseChangeModel`'s keyword form: exactly those
+#: `FCSiamBackbone` takes, so that their names, defaults and checks live in one place.
+ARCHITECTURE_ARGUMENTS = tuple(
+    name
+    for name, parameter in inspect.signature(FCSiamBackbone.__init__).parameters.items()
+    if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+)
+
+
+def make_backbone(backbone: keras.Model | None, architecture: dict) -> keras.Model:
+    """The backbone of a `SiameseChangeModel`: the one given, checked, or an `FCSiamBackbone`.
+
+    Args:
+        backbone: the model's ``backbone=``: any Keras model from ``(t1, t2)`` to change
+            logits with ``in_channels`` and ``num_classes`` attributes; or None.
+        architecture: the keyword form's `ARCHITECTURE_ARGUMENTS` given; only without
+            `backbone`.
+
+    Raises:
+        ConfigError: a bad architecture setting, a backbone with architecture keywords too,
+            or a backbone the change head cannot sit on.
+    """
+    if backbone is None:
+        return FCSiamBackbone(**architecture)
+    if isinstance(backbone, str):
+        raise ConfigError(
+            f"backbone must be a Keras model such as FCSiamBackbone, got the string "
+            f"{backbone!r}; to choose the variant write variant={backbone!r}"
+        )
+    if not isinstance(backbone, keras.layers.Layer):
+        raise ConfigError(
+            f"backbone must be a Keras model such as FCSiamBackbone, got {type(backbone).__name__}"
+        )
+    if architecture:
+        raise ConfigError(
+            f"the backbone given decides {', '.join(sorted(architecture))}: leave the "
+            "architecture keywords out, or build the backbone with them"
+        )
+    missing = [name for name in ("in_channels", "num_classes") if not hasattr(backbone, name)]
+    if missing:
+        raise ConfigError(
+            f"the backbone {type(backbone).__name__} has no {' and no '.join(missing)} "
+            "attribute: the model reads the bands it takes and its logit channels there"
+        )
+    if backbone.num_classes not in (1, 2):
+        raise ConfigError(
+            f"the backbone gives {backbone.num_classes} logit channels; the change head takes "
+            "1 (sigmoid) or 2 (softmax)"
+        )
+    return backbone

@@ -55,9 +55,17 @@ class PadToMultiple(layers.Layer):
 
     def call(self, x):
         shape = ops.shape(x)
-        pad_h = (-shape[1]) % self.multiple
-        pad_w = (-shape[2]) % self.multiple
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # Remainders of non-negative numbers only: ``(-size) % multiple`` is a floor modulo
+        # of a negative number, which tf2onnx turns into ONNX's truncated one (a negative
+        # pad, cropping instead of padding).
+        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
+        padded = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        if x.shape[-1] is None:
+            return padded
+        # A pad by amounts known only at run time loses the static band count in
+        # TensorFlow's graph, and the LiteRT converter needs it for the convolution after.
+        return ops.reshape(padded, (shape[0], shape[1] + pad_h, shape[2] + pad_w, x.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         def padded(size):
@@ -173,24 +181,26 @@ def conv_unit(
     init: str = "glorot",
     alignment: str = "keras",
     fan_in: int | None = None,
+    dtype=None,
 ):  # -> KerasTensor
     """3x3 'same' conv, then BatchNorm, ReLU and spatial dropout, as in the published networks.
 
     `fan_in` overrides the conv's fan-in for ``init="torch"`` (default ``9 * channels in``);
-    ``alignment="torch"`` uses `TorchBatchNormalization`.
+    ``alignment="torch"`` uses `TorchBatchNormalization`. `dtype` is the layers' dtype policy
+    (None: Keras's global one), as in every builder here.
     """
     fan_in = 9 * x.shape[-1] if fan_in is None else fan_in
     x = layers.Conv2D(
-        filters, 3, padding="same", name=f"{name}_conv", **initializers(init, fan_in)
+        filters, 3, padding="same", name=f"{name}_conv", dtype=dtype, **initializers(init, fan_in)
     )(x)
     if batch_norm:
         # PyTorch's defaults, as in the published networks: moving statistics follow the
         # batches at 0.1 per step (Keras' 0.99 momentum lags for many epochs on small sets).
         norm = TorchBatchNormalization if alignment == "torch" else layers.BatchNormalization
-        x = norm(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    x = layers.ReLU(name=f"{name}_relu")(x)
+        x = norm(momentum=0.9, epsilon=1e-5, name=f"{name}_bn", dtype=dtype)(x)
+    x = layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
     if dropout > 0:
-        x = layers.SpatialDropout2D(dropout, name=f"{name}_drop")(x)
+        x = layers.SpatialDropout2D(dropout, name=f"{name}_drop", dtype=dtype)(x)
     return x
 
 
@@ -203,6 +213,7 @@ def build_encoder(
     name: str = "encoder",
     init: str = "glorot",
     alignment: str = "keras",
+    dtype=None,
 ) -> keras.Model:
     """The contracting path as a model of its own, so a siamese network can share its weights.
 
@@ -214,14 +225,19 @@ def build_encoder(
     x, skips = image, []
     for level, (width, convs) in enumerate(zip(widths, convs_per_level), start=1):
         for k in range(1, convs + 1):
-            x = conv_unit(x, width, dropout, batch_norm, f"enc{level}_{k}", init, alignment)
+            x = conv_unit(
+                x, width, dropout, batch_norm, f"enc{level}_{k}", init, alignment, dtype=dtype
+            )
         skips.append(x)
         # "valid" pooling floors odd sides, as PyTorch's max_pool2d does.
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    return keras.Model(image, [*skips, x], name=name)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool", dtype=dtype)(x)
+    encoder = keras.Model(image, [*skips, x], name=name)
+    if dtype is not None:  # a functional model ignores dtype=; its layers above compute in it
+        encoder.dtype_policy = dtype
+    return encoder
 
 
-def upsample(x, reference, level: int, init: str = "glorot", alignment: str = "keras"):
+def upsample(x, reference, level: int, init: str = "glorot", alignment: str = "keras", dtype=None):
     """A decoder level's 3x3 stride-2 transposed conv, channels kept, sized like `reference`.
 
     ``alignment="keras"``: ``padding="same"``, exactly twice the side (the input was padded
@@ -236,10 +252,11 @@ def upsample(x, reference, level: int, init: str = "glorot", alignment: str = "k
         strides=2,
         padding="valid" if alignment == "torch" else "same",
         name=f"dec{level}_up",
+        dtype=dtype,
         **initializers(init, 9 * channels),
     )(x)
     if alignment == "torch":
-        up = TorchUpsampleAlign(name=f"dec{level}_align")([up, reference])
+        up = TorchUpsampleAlign(name=f"dec{level}_align", dtype=dtype)([up, reference])
     return up
 
 
@@ -253,6 +270,7 @@ def decode(
     head_channels: int,
     init: str = "glorot",
     alignment: str = "keras",
+    dtype=None,
 ):  # -> KerasTensor
     """The expanding path: per level, deepest first, upsample, concatenate the skips, convolve.
 
@@ -272,11 +290,12 @@ def decode(
         alignment: ``"keras"`` or ``"torch"`` (see `upsample`). With ``"torch"`` the convs
             stand for the published ``ConvTranspose2d(k=3, padding=1)`` layers, whose
             PyTorch fan-in is counted on their output channels.
+        dtype: the dtype policy of every layer but the head, which stays float32.
     """
     depth = len(widths)
     for level in range(depth, 0, -1):
-        x = upsample(x, skips[level - 1][0], level, init, alignment)
-        x = layers.Concatenate(name=f"dec{level}_concat")([x, *skips[level - 1]])
+        x = upsample(x, skips[level - 1][0], level, init, alignment, dtype)
+        x = layers.Concatenate(name=f"dec{level}_concat", dtype=dtype)([x, *skips[level - 1]])
         convs = convs_per_level[level - 1]
         for k in range(1, convs + 1):
             last = k == convs
@@ -293,5 +312,7 @@ def decode(
                 )(x)
             width = widths[level - 2] if last else widths[level - 1]
             fan_in = 9 * width if alignment == "torch" else None
-            x = conv_unit(x, width, dropout, batch_norm, f"dec{level}_{k}", init, alignment, fan_in)
+            x = conv_unit(
+                x, width, dropout, batch_norm, f"dec{level}_{k}", init, alignment, fan_in, dtype
+            )
     raise AssertionError("unreachable: level 1 returns the head")

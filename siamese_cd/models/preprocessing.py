@@ -43,7 +43,7 @@ import numpy as np
 from keras import ops
 from tqdm.auto import tqdm
 
-from siamese_cd.data.decoding import pixel_scale
+from siamese_cd.data.readers.decoding import pixel_scale
 from siamese_cd.errors import ConfigError, DatasetError, PixelTypeWarning
 from siamese_cd.hints import option_hint
 
@@ -292,7 +292,12 @@ class ChangePreprocessor(keras.layers.Layer):
             self.check_pixel_type(dtype)
         pixels = ops.cast(images, "float32")
         if self.scaling == "standardize":
-            return self.normalization(pixels)
+            # Normalization's own arithmetic, on its variables rather than the eager tensors
+            # it caches: a traced graph then reads weights, which every exporter freezes,
+            # where captured tensors become unfed inputs of the ONNX export.
+            norm = self.normalization
+            spread = ops.maximum(ops.sqrt(norm.adapt_variance), keras.backend.epsilon())
+            return (pixels - norm.adapt_mean) / spread
         if self.scaling in PER_IMAGE:
             return standardize_each_image(pixels, per_band=self.scaling == "per_image_band")
         return pixels / PIXEL_MAXIMUM[dtype] if dtype in PIXEL_MAXIMUM else pixels
@@ -337,6 +342,49 @@ class ChangePreprocessor(keras.layers.Layer):
             config["mean"] = self.mean.tolist()
             config["variance"] = self.variance.tolist()
         return config
+
+
+def make_preprocessor(
+    preprocessor: ChangePreprocessor | None, spec: str | dict | None, in_channels: int
+) -> ChangePreprocessor:
+    """The preprocessor of a `SiameseChangeModel` taking `in_channels` bands.
+
+    Args:
+        preprocessor: a `ChangePreprocessor` (the model's ``preprocessor=``), or None.
+        spec: the model's ``preprocessing=``: a scaling name, a `preprocessing_config`, or
+            None (``"auto"``); only without `preprocessor`.
+        in_channels: the bands the backbone takes.
+
+    Raises:
+        ConfigError: both or neither fitting, or a band count other than the backbone's.
+    """
+    if preprocessor is not None:
+        if spec is not None:
+            raise ConfigError("give preprocessor= or preprocessing=, not both")
+        if not isinstance(preprocessor, ChangePreprocessor):
+            raise ConfigError(
+                f"preprocessor must be a ChangePreprocessor, got {type(preprocessor).__name__}"
+            )
+        if preprocessor.in_channels != in_channels:
+            raise ConfigError(
+                f"the preprocessor takes {preprocessor.in_channels} band(s), the backbone "
+                f"in_channels={in_channels}"
+            )
+        return preprocessor
+    spec = "auto" if spec is None else spec
+    if isinstance(spec, str):
+        return ChangePreprocessor(spec, in_channels=in_channels, name="preprocessor")
+    if isinstance(spec, dict):
+        config = {**spec, "name": "preprocessor"}
+        if config.setdefault("in_channels", in_channels) != in_channels:
+            raise ConfigError(
+                f"the preprocessing was measured on {config['in_channels']} band(s), "
+                f"the model takes in_channels={in_channels}"
+            )
+        return ChangePreprocessor.from_config(config)
+    raise ConfigError(
+        f"preprocessing must be one of {SCALINGS} or a preprocessor config dict, got {spec!r}"
+    )
 
 
 def _image_batches(data, progress: bool) -> Iterator[np.ndarray]:

@@ -7,7 +7,7 @@ command line, the tuner, the examples and the benchmarks reach it through that c
 
 ``compile(recipe="paper")`` is the published PyTorch training instead, to the arithmetic:
 `CoupledAdam` (``torch.optim.Adam(weight_decay=1e-4)``), the same per-epoch decay, and
-`siamese_cd.losses.ClassWeightedNLL` (``NLLLoss`` with the class weights ``[2p, 2(1 - p)]``,
+`siamese_cd.models.losses.ClassWeightedNLL` (``NLLLoss`` with the class weights ``[2p, 2(1 - p)]``,
 normalised by the weights) on a 2-class softmax head. It needs the published network's
 pixel grid (``alignment="torch"``) and head (``num_classes=2``); `PAPER_MODEL` holds the
 whole published set-up, which `SiameseChangeModel.paper()` builds.
@@ -27,7 +27,7 @@ import keras
 from keras import ops
 
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import ClassWeightedNLL, get_loss, is_loss_name
+from siamese_cd.models.losses import ClassWeightedNLL, get_loss, is_loss_name
 
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
@@ -195,7 +195,7 @@ def recipe_objects(
     """The ``(optimizer, loss)`` that `SiameseChangeModel.compile` passes to Keras.
 
     ``recipe="default"``: ``"auto"`` stands for `recipe_optimizer` and the class-weighted
-    binary cross-entropy; names are resolved by `siamese_cd.losses.get_loss`. ``"paper"``:
+    binary cross-entropy; names are resolved by `siamese_cd.models.losses.get_loss`. ``"paper"``:
     the published training (see the module docstring); it sets both, so `optimizer` and
     `loss` must stay ``"auto"``.
 

@@ -3,6 +3,8 @@
 The task owns what turns an architecture into something to train and serve: the
 `ChangePreprocessor` that scales raw pixels (saved with the model), the probability head, the
 paper's recipe as `compile()` defaults, and the train, test and predict steps. The network is
+a backbone object (`FCSiamBackbone` unless another is given), stored in the task's config as
+a serialized object, so the architecture is configured in the backbone alone. It is
 built at construction (functional style), so it has weights and a `summary()` straight away,
 and loading a `.keras` file or Keras Tuner's `build_from_config` + `load_weights` needs no
 extra step.
@@ -10,26 +12,22 @@ extra step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import keras
 from keras import layers, ops
 
-from siamese_cd.data.stats import change_fraction
-from siamese_cd.data.undecodable import naming_undecodable
+from siamese_cd.data.pipeline.stats import change_fraction
+from siamese_cd.data.readers.undecodable import naming_undecodable
 from siamese_cd.errors import ConfigError, TrainingError
-from siamese_cd.losses import pending_weight_losses, pos_weight_from_fraction
-from siamese_cd.metrics import ChangeMetrics
 from siamese_cd.models import recipe
-from siamese_cd.models.backbone import (
-    VARIANTS,
-    FCSiamBackbone,
-    check_architecture,
-    resolve_convs,
-    resolve_widths,
-)
+from siamese_cd.models.backbone import ARCHITECTURE_ARGUMENTS, VARIANTS, make_backbone
 from siamese_cd.models.guards import NaNGuard
-from siamese_cd.models.preprocessing import SCALINGS, ChangePreprocessor, stored_pixel_dtype
+from siamese_cd.models.losses import weigh_pending
+from siamese_cd.models.metrics import ChangeMetrics
+from siamese_cd.models.preprocessing import (
+    ChangePreprocessor,
+    make_preprocessor,
+    stored_pixel_dtype,
+)
 from siamese_cd.models.recipe import recipe_objects
 
 __all__ = ["VARIANTS", "SiameseChangeModel"]
@@ -40,20 +38,13 @@ def _shows_progress(fit_kwargs: dict) -> bool:
     return fit_kwargs.get("verbose", "auto") != 0
 
 
-def _make_preprocessor(spec, in_channels: int) -> ChangePreprocessor:
-    if isinstance(spec, str):
-        return ChangePreprocessor(spec, in_channels=in_channels, name="preprocessor")
-    if isinstance(spec, dict):
-        config = {**spec, "name": "preprocessor"}
-        if config.setdefault("in_channels", in_channels) != in_channels:
-            raise ConfigError(
-                f"the preprocessing was measured on {config['in_channels']} band(s), "
-                f"the model takes in_channels={in_channels}"
-            )
-        return ChangePreprocessor.from_config(config)
-    raise ConfigError(
-        f"preprocessing must be one of {SCALINGS} or a preprocessor config dict, got {spec!r}"
-    )
+def _backbone_setting(name: str) -> property:
+    """A read-only attribute of the task that is the backbone's attribute `name`."""
+
+    def read(self):
+        return getattr(self.backbone, name)
+
+    return property(read, doc=f"The backbone's ``{name}`` (read-only).")
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")
@@ -81,27 +72,41 @@ class SiameseChangeModel(keras.Model):
     (`precision`, `recall`, `f1`, `iou`, `overall_accuracy`, `kappa` of the change class) come
     from confusion counts accumulated over the whole epoch.
 
+    The task takes its network as a backbone object and stores that backbone's config in its
+    own, as keras-hub's tasks do: ``SiameseChangeModel(backbone=FCSiamBackbone(variant="conc",
+    depth=3), preprocessor=ChangePreprocessor("unit"))``. The keyword form
+    ``SiameseChangeModel(variant="conc", depth=3, preprocessing="unit")`` builds the same
+    model: the architecture keywords are `FCSiamBackbone`'s own arguments, passed on
+    unchanged (`ARCHITECTURE_ARGUMENTS`), and the architecture's settings are read back from
+    the backbone (``model.variant``, ``model.depth``, ``model.widths``, ``model.in_channels``,
+    ``model.num_classes``, ``model.alignment``, ...). Files saved before the backbone was
+    stored (their config names the architecture at the task level) load as before.
+
     Args:
-        variant: ``"diff"``, ``"conc"`` or ``"ef"``.
-        depth: number of encoder levels (pooling steps), 2 to 6.
-        filters: width of the first level, doubled per level; or one width per level.
-        convs_per_level: conv units per level, shallowest first; an int for all levels. The
-            default is the paper's: 2 in the first two levels, 3 in deeper ones.
-        dropout: spatial dropout after each conv unit.
-        batch_norm: BatchNorm after each conv.
-        in_channels: bands per image, e.g. 3 for RGB or 13 for Sentinel-2.
-        num_classes: 1 for a sigmoid change map, 2 for a softmax over no-change/change.
+        backbone: the network from the scaled ``(t1, t2)``, each (B, H, W, in_channels), to
+            change logits (B, H, W, num_classes): an `FCSiamBackbone`, or another Keras model
+            with ``in_channels`` and ``num_classes`` attributes (``alignment="torch"`` and the
+            architecture attributes are then its own business). Without one, an
+            `FCSiamBackbone` is built from the architecture keywords in `kwargs`.
+        preprocessor: the `ChangePreprocessor` that scales raw pixels; without one, it is made
+            from `preprocessing`.
         threshold: probability at or above which a pixel counts as change in the metrics.
-        preprocessing: ``"auto"`` (default), ``"unit"``, ``"standardize"``, or a config from
-            `siamese_cd.models.preprocessing.preprocessing_config`.
-        init: ``"torch"`` (default: kernels and biases from U(±1/sqrt(fan_in)), as the
-            published PyTorch code initialises them; the recipe ablation in
-            ``benchmarks/recipe_ablation.py`` chose it) or ``"glorot"`` (Keras's
-            Glorot-uniform kernels, zero biases).
-        alignment: ``"keras"`` (default: the input padded to a multiple of ``2**depth``) or
-            ``"torch"``: the published PyTorch network to the pixel, whose weights
-            `from_torch_state_dict` loads (see `FCSiamBackbone`).
-        **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
+        preprocessing: ``"auto"`` (the default when None), ``"unit"``, ``"standardize"``,
+            ``"per_image"``, or a config from
+            `siamese_cd.models.preprocessing.preprocessing_config`; not with `preprocessor`.
+        **kwargs: without a `backbone`, the `FCSiamBackbone` arguments ``variant``
+            (``"diff"``, ``"conc"`` or ``"ef"``), ``depth``, ``filters``,
+            ``convs_per_level``, ``dropout``, ``batch_norm``, ``in_channels``,
+            ``num_classes``, ``init`` and ``alignment`` (see there for their meaning and
+            defaults); `name` or `trainable`, passed to `keras.Model`; and `dtype`, the
+            model's precision as a dtype policy (e.g. ``"mixed_bfloat16"``, see
+            `siamese_cd.training.precision.dtype_policy`), given to the backbone built here
+            while the preprocessor and the head stay float32. Keras's global policy is the
+            default; the policy is not saved, so a loaded model computes in the loader's.
+
+    Raises:
+        ConfigError: a bad architecture setting (named), a backbone with architecture
+            keywords too, or a preprocessor whose bands differ from the backbone's.
 
     Example:
         >>> import numpy as np
@@ -120,29 +125,25 @@ class SiameseChangeModel(keras.Model):
 
     def __init__(
         self,
-        variant: str = "diff",
-        depth: int = 4,
-        filters: int | Sequence[int] = 16,
-        convs_per_level: int | Sequence[int] | None = None,
-        dropout: float = 0.2,
-        batch_norm: bool = True,
-        in_channels: int = 3,
-        num_classes: int = 1,
+        backbone: keras.Model | None = None,
+        preprocessor: ChangePreprocessor | None = None,
         threshold: float = 0.5,
-        preprocessing: str | dict = "auto",
-        init: str = "torch",
-        alignment: str = "keras",
+        *,
+        preprocessing: str | dict | None = None,
         **kwargs,
     ):
-        check_architecture(variant, depth, num_classes, dropout, in_channels, init, alignment)
-        widths = resolve_widths(filters, depth)
-        convs = resolve_convs(convs_per_level, depth)
-
         # === Layers ===
-        preprocessor = _make_preprocessor(preprocessing, in_channels)
-        architecture = (variant, depth, widths, convs, dropout, batch_norm, in_channels)
-        backbone = FCSiamBackbone(*architecture, num_classes, init, alignment)
-        activation = "sigmoid" if num_classes == 1 else "softmax"
+        architecture = {name: kwargs.pop(name) for name in ARCHITECTURE_ARGUMENTS if name in kwargs}
+        # Precision per model (keras-hub style): a functional model ignores dtype=, so the
+        # policy goes to the backbone built here (a given backbone keeps its own) and is set
+        # on the task after; the preprocessor and the head stay float32 whatever it is.
+        dtype = kwargs.pop("dtype", None)
+        if backbone is None and dtype is not None:
+            architecture["dtype"] = dtype
+        backbone = make_backbone(backbone, architecture)
+        in_channels = backbone.in_channels
+        preprocessor = make_preprocessor(preprocessor, preprocessing, in_channels)
+        activation = "sigmoid" if backbone.num_classes == 1 else "softmax"
         head = layers.Activation(activation, dtype="float32", name="probability")
 
         # === Functional model ===
@@ -152,46 +153,56 @@ class SiameseChangeModel(keras.Model):
         t2 = keras.Input((None, None, in_channels), name="t2")
         outputs = head(backbone((t1, t2)))
         super().__init__(inputs=(t1, t2), outputs=outputs, **kwargs)
+        if dtype is not None:
+            # Read by compile(): mixed_float16 wraps the optimizer for loss scaling.
+            self.dtype_policy = dtype
 
         # === Config ===
         self.preprocessor = preprocessor
         self.backbone = backbone
-        self.variant = variant
-        self.depth = depth
-        self.filters = filters if isinstance(filters, int) else list(widths)
-        self.widths = widths
-        self.convs_per_level = convs_per_level if convs_per_level is None else list(convs)
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-        self.in_channels = in_channels
-        self.num_classes = num_classes
         self.threshold = threshold
-        self.init = init
-        self.alignment = alignment
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.change_metrics = ChangeMetrics(threshold=threshold)
         self._extra_metrics: list[keras.metrics.Metric] = []
 
+    # The architecture's settings are the backbone's; read them there (said once).
+    variant = _backbone_setting("variant")
+    depth = _backbone_setting("depth")
+    filters = _backbone_setting("filters")
+    widths = _backbone_setting("widths")
+    convs_per_level = _backbone_setting("convs_per_level")
+    dropout = _backbone_setting("dropout")
+    batch_norm = _backbone_setting("batch_norm")
+    in_channels = _backbone_setting("in_channels")
+    num_classes = _backbone_setting("num_classes")
+    init = _backbone_setting("init")
+    alignment = _backbone_setting("alignment")
+
     def get_config(self) -> dict:
+        # As keras-hub's tasks: the parts as serialized objects, so another backbone or
+        # preprocessor is saved and loaded like these.
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "variant": self.variant,
-            "depth": self.depth,
-            "filters": self.filters,
-            "convs_per_level": self.convs_per_level,
-            "dropout": self.dropout,
-            "batch_norm": self.batch_norm,
-            "in_channels": self.in_channels,
-            "num_classes": self.num_classes,
+            "backbone": keras.layers.serialize(self.backbone),
+            "preprocessor": keras.layers.serialize(self.preprocessor),
             "threshold": self.threshold,
-            "preprocessing": self.preprocessor.get_config(),
-            "init": self.init,
-            "alignment": self.alignment,
         }
 
     @classmethod
     def from_config(cls, config: dict) -> SiameseChangeModel:
+        # Configs saved before the backbone was stored hold the keyword form's arguments
+        # (``variant``, ``depth``, ..., ``preprocessing``), which the constructor still takes.
+        config = dict(config)
+        if config.get("dtype") is not None and isinstance(config.get("backbone"), dict):
+            # A policy given to the task reaches the backbone it rebuilds, as in the keyword
+            # form; saved configs hold none (the precision is the loader's choice).
+            backbone = config["backbone"]
+            inner = {**backbone["config"], "dtype": config["dtype"]}
+            config["backbone"] = {**backbone, "config": inner}
+        for part in ("backbone", "preprocessor"):
+            if isinstance(config.get(part), dict):
+                config[part] = keras.layers.deserialize(config[part])
         return cls(**config)
 
     @classmethod
@@ -244,7 +255,7 @@ class SiameseChangeModel(keras.Model):
                 optimizer or its name.
             loss: ``"auto"`` (default) is the class-weighted binary cross-entropy whose
                 change weight `fit` takes from the training data; a name from
-                `siamese_cd.losses.get_loss` (``"bce"``, ``"dice"``, ``"focal"``,
+                `siamese_cd.models.losses.get_loss` (``"bce"``, ``"dice"``, ``"focal"``,
                 ``"bce+dice"``, ...); or any loss taking ``(mask, probabilities)``.
             metrics: extra metrics, updated with ``(mask, probabilities)`` besides the
                 built-in change-class metrics. They are not stored in `.keras` files.
@@ -262,7 +273,8 @@ class SiameseChangeModel(keras.Model):
             loss,
             learning_rate,
             num_classes=self.num_classes,
-            alignment=self.alignment,
+            # A plugged-in backbone without the setting is on Keras's grid.
+            alignment=getattr(self.backbone, "alignment", "keras"),
         )
         self._extra_metrics = [keras.metrics.get(m) for m in metrics or []]
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
@@ -288,10 +300,10 @@ class SiameseChangeModel(keras.Model):
 
         Before training: the preprocessing (``"auto"``, or unmeasured statistics) is measured
         on `x`; a class-weighted loss waiting for its change weight gets it from
-        `siamese_cd.data.stats.change_fraction`; the recipe's per-epoch decay learns the
+        `siamese_cd.data.pipeline.stats.change_fraction`; the recipe's per-epoch decay learns the
         epoch length. Callbacks with an ``attach_to(callbacks)`` method are given the list
         (`MaskImageLogger` finds the TensorBoard callback's folder that way). An image file
-        TensorFlow cannot decode is named (`siamese_cd.data.undecodable`).
+        TensorFlow cannot decode is named (`siamese_cd.data.readers.undecodable`).
         """
         progress = _shows_progress(kwargs)
         with naming_undecodable(x, kwargs.get("validation_data"), progress=progress):
@@ -304,13 +316,9 @@ class SiameseChangeModel(keras.Model):
         if self.preprocessor.pixel_dtype is None:
             # Recorded (and saved) so that serving another pixel type warns.
             self.preprocessor.pixel_dtype = stored_pixel_dtype(x)
-        pending = pending_weight_losses(getattr(self, "loss", None))
-        if pending:
-            weight = pos_weight_from_fraction(change_fraction(x, y, progress=verbose))
-            for part in pending:
-                part.pos_weight = weight
-            if verbose:
-                print(f"Change pixels weighted by {weight:.3f} (from the training masks)")
+        weigh_pending(
+            getattr(self, "loss", None), lambda: change_fraction(x, y, progress=verbose), verbose
+        )
         schedule = recipe.epoch_schedule(getattr(self, "optimizer", None))
         if schedule is not None and schedule.steps_per_epoch is None:
             schedule.steps_per_epoch = recipe.steps_per_epoch(
@@ -418,37 +426,23 @@ class SiameseChangeModel(keras.Model):
     # -- serving ---------------------------------------------------------------------------------
 
     def export(self, filepath, format: str = "tf_saved_model", verbose: bool = True, **kwargs):
-        """Export for serving; a SavedModel gets the endpoint ``serve(t1, t2)``.
+        """Export for serving: a SavedModel folder, an ONNX file or a LiteRT file.
 
-        The SavedModel's ``serve`` function and its ``serving_default`` signature take raw
-        ``t1`` and ``t2`` of shape (B, H, W, in_channels), any H and W, in the pixel type seen
-        in training (`preprocessor.pixel_dtype`, float32 if unknown), scale them as the model
-        does, and return ``{"probability": (B, H, W, num_classes)}``. Other formats are
-        Keras's own.
+        `siamese_cd.evaluation.export.export_model` does it: ``format`` is
+        ``"tf_saved_model"`` (or ``"saved_model"``), ``"onnx"`` (a ``.onnx`` file) or
+        ``"litert"`` (a ``.tflite`` file). Every format takes raw ``t1`` and ``t2``
+        (B, H, W, in_channels) of any batch, height and width in the pixel type seen in
+        training (`preprocessor.pixel_dtype`, float32 if unknown), scales them as the model
+        does, and returns ``probability`` (B, H, W, 1), the change probability, and ``mask``
+        (uint8, 1 where it reaches `threshold`); a SavedModel as ``serve(t1, t2)`` and its
+        ``serving_default`` signature. The file is computed in float32 and checked against
+        this model by its own runtime. `kwargs`: ``pixel_dtype`` and ``check`` of
+        `export_model`. The converters for ONNX and LiteRT are the extra
+        ``pip install 'siamese_cd[export]'``.
+
+        Returns:
+            An `ExportSummary` (path, format, pixel type, the check's largest difference).
         """
-        # Writing traces the layers with Keras's own float32 specs, not served pixels, so the
-        # preprocessor's pixel-type warning is off meanwhile.
-        with self.preprocessor.pixel_checks_off():
-            return self._export(filepath, format, verbose, **kwargs)
+        from siamese_cd.evaluation.export import export_model
 
-    def _export(self, filepath, format: str, verbose: bool, **kwargs):
-        if format != "tf_saved_model":
-            return super().export(filepath, format=format, verbose=verbose, **kwargs)
-        import tensorflow as tf
-
-        def serve(t1, t2):
-            return {"probability": self((t1, t2), training=False)}
-
-        shape = (None, None, None, self.in_channels)
-        dtype = tf.as_dtype(self.preprocessor.pixel_dtype or "float32")
-        archive = keras.export.ExportArchive()
-        archive.track(self)
-        archive.add_endpoint(
-            "serve",
-            serve,
-            input_signature=[
-                tf.TensorSpec(shape, dtype, name="t1"),
-                tf.TensorSpec(shape, dtype, name="t2"),
-            ],
-        )
-        archive.write_out(str(filepath), verbose=verbose)
+        return export_model(self, filepath, format, verbose=verbose, **kwargs)

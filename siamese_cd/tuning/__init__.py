@@ -8,7 +8,8 @@ One job per module:
 - `siamese_cd.tuning.results`: trial summaries, the results table, `export_best`.
 - `siamese_cd.tuning.devices`: the role in a distributed search, and the devices.
 - `siamese_cd.tuning.search`: the command behind ``python tuning/search.py`` and
-  ``siamese-cd tune`` (`add_arguments`, `run`, `main`).
+  ``siamese-cd tune`` (`add_arguments`, `run`, `main`). Its flags and parsers are the
+  command's; import them from that module. The package exports what a Python search uses.
 
 Every trial gets its own TensorBoard run (scalars, HParams and ``t1 | t2 | truth |
 prediction`` panels) when a `keras.callbacks.TensorBoard` is passed to ``tuner.search``: Keras
@@ -30,15 +31,6 @@ from siamese_cd.tuning.results import (
     format_table,
     summarize_trials,
 )
-from siamese_cd.tuning.search import (
-    add_arguments,
-    build_parser,
-    hypermodel_from_args,
-    load_datasets,
-    main,
-    run,
-    run_search,
-)
 from siamese_cd.tuning.space import ChangeHyperModel, FatalConfigError
 from siamese_cd.tuning.tuners import (
     OBJECTIVE,
@@ -58,18 +50,11 @@ __all__ = [
     "Hyperband",
     "RandomSearch",
     "TrialSummary",
-    "add_arguments",
-    "build_parser",
     "configure_devices",
     "count_params",
     "distributed_role",
     "export_best",
     "format_table",
-    "hypermodel_from_args",
-    "load_datasets",
-    "main",
     "make_tuner",
-    "run",
-    "run_search",
     "summarize_trials",
 ]

@@ -95,10 +95,3 @@ def configure_devices(gpus: int | None = None, *, chief: bool = False):
     strategy = tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(chosen))])
     print(f"MirroredStrategy: every trial trains on {len(chosen)} GPUs")
     return strategy
-
-
-def gpus_in_use() -> bool:
-    """Whether TensorFlow will place work on a GPU."""
-    import tensorflow as tf
-
-    return bool(tf.config.get_visible_devices("GPU"))

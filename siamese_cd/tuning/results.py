@@ -25,9 +25,11 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from siamese_cd.atomic import atomic_path, write_text
-from siamese_cd.data.stats import change_fraction
-from siamese_cd.losses import pos_weight_from_fraction
+from siamese_cd.atomic import write_text
+from siamese_cd.data.pipeline.stats import change_fraction
+from siamese_cd.models.losses import weigh_pending
+from siamese_cd.training.pipeline import finish_run
+from siamese_cd.training.settings import MONITOR
 from siamese_cd.tuning.space import ChangeHyperModel
 
 BEST_MODEL_NAME = "best_model.keras"
@@ -66,7 +68,7 @@ class TrialSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "trial_id": self.trial_id,
-            "val_f1": self.val_f1,
+            MONITOR: self.val_f1,
             "best_epoch": self.best_epoch,
             "trainable_params": self.params,
             "hyperparameters": self.hyperparameters,
@@ -92,7 +94,12 @@ def summarize_trials(tuner: kt.Tuner, hypermodel: ChangeHyperModel) -> list[Tria
         hp = trial.hyperparameters.copy()
         keras.backend.clear_session(free_memory=False)
         model = hypermodel.build(hp)
-        config = model.get_config()
+        # The keyword form's arguments: the backbone's config, the threshold, the preprocessing.
+        config = {
+            **model.backbone.get_config(),
+            "threshold": model.threshold,
+            "preprocessing": model.preprocessor.get_config(),
+        }
         summaries.append(
             TrialSummary(
                 trial_id=trial.trial_id,
@@ -113,7 +120,7 @@ def summarize_trials(tuner: kt.Tuner, hypermodel: ChangeHyperModel) -> list[Tria
 def format_table(summaries: Sequence[TrialSummary]) -> str:
     """A plain-text table: rank, trial, val_f1, best epoch, parameters, hyperparameters."""
     header = (
-        "rank", "trial", "val_f1", "epoch", "params", "variant", "depth", "widths",
+        "rank", "trial", MONITOR, "epoch", "params", "variant", "depth", "widths",
         "convs", "dropout", "lr", "loss",
     )  # fmt: skip
     rows = [header]
@@ -149,33 +156,40 @@ def format_table(summaries: Sequence[TrialSummary]) -> str:
 
 
 def export_best(
-    tuner: kt.Tuner, best: TrialSummary, project_dir: str | os.PathLike, train=None
+    tuner: kt.Tuner,
+    best: TrialSummary,
+    project_dir: str | os.PathLike,
+    train=None,
+    val=None,
+    *,
+    choose: bool = True,
+    monitor: str = MONITOR,
 ) -> tuple[Path, Path]:
-    """Write ``best_hyperparameters.json`` and ``best_model.keras`` into `project_dir`.
+    """Write ``best_model.keras`` and ``best_hyperparameters.json`` into `project_dir`.
 
     The model carries the weights of the best trial's best epoch and its preprocessing. A
     class-weighted loss still waiting for the change weight (``pos_weight="auto"``) gets it
     from `train`'s change fraction first, so the saved model can `evaluate()` straight away.
+    It is then finished as every training run is (`siamese_cd.training.pipeline.finish_run`):
+    with `choose` and a validation split `val`, its decision threshold is the one with the
+    best F1 there (0.5 when `monitor` says the split holds no change), recorded in the JSON
+    file too.
 
     Returns:
         The paths of the JSON file and the model file.
     """
     project_dir = Path(project_dir)
-    hps_path = project_dir / BEST_HPS_NAME
-    record = {**best.to_dict(), "objective": "val_f1", "model": BEST_MODEL_NAME}
-    write_text(hps_path, json.dumps(record, indent=2) + "\n")
     model = tuner.get_best_models(1)[0]
     if train is not None:
-        _resolve_pos_weight(model.loss, train)
+        weigh_pending(model.loss, lambda: change_fraction(train, progress=False))
     model_path = project_dir / BEST_MODEL_NAME
-    with atomic_path(model_path) as temporary:
-        model.save(temporary)
+    finish_run(model_path, val, None, model=model, monitor=monitor, choose=choose)
+    hps_path = project_dir / BEST_HPS_NAME
+    record = {
+        **best.to_dict(),
+        "objective": MONITOR,
+        "threshold": float(model.threshold),
+        "model": BEST_MODEL_NAME,
+    }
+    write_text(hps_path, json.dumps(record, indent=2) + "\n")
     return hps_path, model_path
-
-
-def _resolve_pos_weight(loss, train) -> None:
-    parts = [p for p in getattr(loss, "losses", [loss]) if getattr(p, "pos_weight", 0) == "auto"]
-    if parts:
-        fraction = change_fraction(train, progress=False)
-        for part in parts:
-            part.pos_weight = pos_weight_from_fraction(fraction)

@@ -27,15 +27,17 @@ import keras
 import keras_tuner as kt
 
 from siamese_cd.atomic import write_text
-from siamese_cd.data.dataset import PairedImageDataset
-from siamese_cd.data.splits import training_splits
+from siamese_cd.data.layouts.splits import training_splits
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
 from siamese_cd.errors import ConfigError, DatasetError, SiameseCDError, TrainingError
-from siamese_cd.loss_names import loss_name_arg
-from siamese_cd.losses import pos_weight_from_fraction
+from siamese_cd.models.loss_names import loss_name_arg
+from siamese_cd.models.losses import pos_weight_from_fraction
 from siamese_cd.models.siamese import VARIANTS
 from siamese_cd.options import add_data_options, positive_int
-from siamese_cd.precision import add_precision_argument, choose_precision
-from siamese_cd.resume import settings_differences
+from siamese_cd.training.pipeline import validation_monitor
+from siamese_cd.training.precision import add_precision_argument, resolve_precision
+from siamese_cd.training.resume import settings_differences
+from siamese_cd.training.settings import MONITOR
 from siamese_cd.tuning.devices import configure_devices, distributed_role
 from siamese_cd.tuning.results import TrialSummary, export_best, format_table, summarize_trials
 from siamese_cd.tuning.space import PREPROCESSING_MODES, ChangeHyperModel
@@ -57,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pixel scaling inside every model, measured once on train/: unit (divide by the "
         "pixel type's maximum), standardize (per-band mean and std), auto (unit for 8-bit "
         "data, standardize otherwise; default)",
+    )
+    parser.add_argument(
+        "--choose-threshold",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="set the exported best model's decision threshold to the one with the best F1 on "
+        "DATA/val, as siamese-cd train does (default); --no-choose-threshold keeps 0.5",
     )
     _add_budget_arguments(parser)
     _add_space_arguments(parser)
@@ -171,21 +180,12 @@ def trial_strategy(mode: str, gpu_strategy):
     if mode == "none":
         return None
     if mode == "mirrored" and gpu_strategy is None:
-        from siamese_cd.distribute import strategy_for
+        from siamese_cd.distributed.strategy import strategy_for
 
         strategy = strategy_for("mirrored")
         print(f"MirroredStrategy: every trial trains on {strategy.num_replicas_in_sync} replica(s)")
         return strategy
     return gpu_strategy
-
-
-def _precision(name: str) -> str:
-    """``--precision`` made concrete: "auto" chosen for this machine's hardware."""
-    return choose_precision()[0] if name == "auto" else name
-
-
-def _precision_reason(name: str) -> str:
-    return choose_precision()[1] if name == "auto" else "as asked"
 
 
 def hypermodel_from_args(
@@ -228,7 +228,7 @@ def hypermodel_from_args(
         width_mode=args.width_mode.replace("-", "_"),
         preprocessing=args.preprocessing if preprocessing is None else preprocessing,
         in_channels=in_channels,
-        precision=_precision(args.precision),
+        precision=resolve_precision(args.precision),
         pos_weight=pos_weight,
         image_samples=args.image_samples,
         seed=args.seed,
@@ -246,7 +246,7 @@ def load_datasets(
     """Training (shuffled, augmented, optionally cropped) and validation splits of `data`.
 
     Split folders, or OSCD and AirChange with their own split, as `siamese-cd train` reads
-    them (`siamese_cd.data.splits.training_splits`); their default crop is a multiple of
+    them (`siamese_cd.data.layouts.splits.training_splits`); their default crop is a multiple of
     `multiple` (``2 ** depth`` of the deepest network tried). Both yield raw pixels: the
     models scale them. `reading`: ``label_threshold=`` and ``on_missing=``.
 
@@ -304,7 +304,7 @@ def _measure(args: argparse.Namespace, train: PairedImageDataset) -> ChangeHyper
     Measured here rather than by every trial, and compiled into every model, so that the
     models the tuner reloads evaluate straight away.
     """
-    from siamese_cd.data.stats import change_fraction
+    from siamese_cd.data.pipeline.stats import change_fraction
     from siamese_cd.models.preprocessing import preprocessing_config
 
     progress = sys.stderr.isatty()
@@ -341,20 +341,13 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     settings = _settings(args, hypermodel_from_args(args, in_channels=train.channels))
     _check_settings(project_dir, settings, args.overwrite)
     strategy = trial_strategy(args.distribute, configure_devices(args.gpus, chief=role == "chief"))
-    print(f"Precision: {_precision(args.precision)} ({_precision_reason(args.precision)})")
+    resolve_precision(args.precision, verbose=True)
     print(f"Data: {len(train.pairs)} training pairs, {len(val.pairs)} validation pairs")
+    # Warned now, before the search, when the validation split holds no change to score.
+    monitor = validation_monitor(val, progress=sys.stderr.isatty())
     hypermodel = _measure(args, train)
     keras.utils.set_random_seed(args.seed)
-    overwrite = args.overwrite
-    if role == "worker" and overwrite:
-        # A worker deleting the shared project would wipe the chief's state.
-        print("Note: --overwrite is applied by the chief only; this worker ignores it")
-        overwrite = False
-    if role:
-        print(
-            f"Distributed search: {os.environ['KERASTUNER_TUNER_ID']} ({role}), oracle at "
-            f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-        )
+    overwrite = _overwrite_of(role, args.overwrite)
     tuner = make_tuner(
         args.tuner,
         hypermodel,
@@ -382,13 +375,33 @@ def run_search(args: argparse.Namespace) -> list[TrialSummary] | None:
     if role == "worker":
         print(f"Worker {tuner.tuner_id} finished: the chief prints the summary")
         return None
-    return _report(tuner, hypermodel, project_dir, args.top, train)
+    choose = {"choose": args.choose_threshold, "monitor": monitor}
+    return _report(tuner, hypermodel, project_dir, args.top, (train, val), choose)
+
+
+def _overwrite_of(role: str | None, overwrite: bool) -> bool:
+    """``--overwrite`` as this process applies it, saying its part in a distributed search."""
+    if role == "worker" and overwrite:
+        # A worker deleting the shared project would wipe the chief's state.
+        print("Note: --overwrite is applied by the chief only; this worker ignores it")
+        overwrite = False
+    if role:
+        print(
+            f"Distributed search: {os.environ['KERASTUNER_TUNER_ID']} ({role}), oracle at "
+            f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+        )
+    return overwrite
 
 
 def _report(
-    tuner: kt.Tuner, hypermodel: ChangeHyperModel, project_dir: Path, top: int, train
+    tuner: kt.Tuner,
+    hypermodel: ChangeHyperModel,
+    project_dir: Path,
+    top: int,
+    splits: tuple[PairedImageDataset, PairedImageDataset],
+    choose: dict,
 ) -> list[TrialSummary]:
-    """Print the best trials and export the best model."""
+    """Print the best trials and export the best model (`export_best`, with `choose`)."""
     summaries = summarize_trials(tuner, hypermodel)
     failed = [t for t in tuner.oracle.trials.values() if t.status != COMPLETED]
     if not summaries:
@@ -398,11 +411,11 @@ def _report(
         )
     shown = summaries[:top]
     print()
-    print(f"Top {len(shown)} of {len(summaries)} completed trials by val_f1 ({project_dir}):")
+    print(f"Top {len(shown)} of {len(summaries)} completed trials by {MONITOR} ({project_dir}):")
     print(format_table(shown))
     if failed:
         print(f"{len(failed)} trial(s) did not complete: " + ", ".join(t.trial_id for t in failed))
-    hps_path, model_path = export_best(tuner, summaries[0], project_dir, train)
+    hps_path, model_path = export_best(tuner, summaries[0], project_dir, *splits, **choose)
     print(f"Best hyperparameters: {hps_path}")
     print(f"Best model (trial {summaries[0].trial_id}): {model_path}")
     board = project_dir / TENSORBOARD_DIR

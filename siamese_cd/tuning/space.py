@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +28,11 @@ import keras_tuner as kt
 
 from siamese_cd.callbacks import MaskImageLogger, select_samples
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import WeightedBinaryCrossentropy, get_loss, is_loss_name
+from siamese_cd.models.losses import WeightedBinaryCrossentropy, get_loss, is_loss_name
 from siamese_cd.models.siamese import VARIANTS, SiameseChangeModel
-from siamese_cd.precision import POLICIES
+from siamese_cd.training.pipeline import compiled_model
+from siamese_cd.training.precision import POLICIES
+from siamese_cd.training.settings import MONITOR
 
 WIDTH_MODES = ("per_level", "growth")
 PREPROCESSING_MODES = ("auto", "unit", "standardize")
@@ -108,7 +109,7 @@ class ChangeHyperModel(kt.HyperModel):
     - ``dropout``: spatial dropout, a float range (default 0.0 to 0.3).
     - ``learning_rate``: the recipe's initial rate, sampled on a log scale (default 1e-4 to
       1e-2). Everything else about the optimizer is the model's recipe.
-    - ``loss``: names for `siamese_cd.losses.get_loss` (default ``"bce"``, the class-weighted
+    - ``loss``: names for `siamese_cd.models.losses.get_loss` (default ``"bce"``, the class-weighted
       cross-entropy, and ``"bce+dice"``).
 
     A scalar fixes a hyperparameter; a sequence gives the choices, or ``(min, max)`` for
@@ -141,13 +142,14 @@ class ChangeHyperModel(kt.HyperModel):
         in_channels: bands per image.
         num_classes: 1 for a sigmoid head, 2 for softmax.
         threshold: probability counted as change by the metrics and the mask images.
-        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: the dtype policy every
-            trial is built under (`siamese_cd.precision`). It is set for each build
-            because ``keras.backend.clear_session()``, which the tuner calls before every
-            trial, resets the global policy.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: every trial's model is
+            built with that dtype policy of its own
+            (`siamese_cd.training.pipeline.compiled_model`), so neither Keras's global policy
+            nor ``keras.backend.clear_session()``, which the tuner calls before every trial,
+            changes it.
         pos_weight: weight of change pixels in the ``"bce"`` loss. ``"auto"`` leaves it to
             `SiameseChangeModel.fit`, which reads the training set's change fraction; a
-            number (e.g. from `siamese_cd.losses.pos_weight_from_fraction`) is compiled into
+            number (e.g. from `siamese_cd.models.losses.pos_weight_from_fraction`) is compiled into
             every model, so the models the tuner reloads evaluate straight away.
         image_samples: validation samples shown as mask images per trial; 0 for none.
         seed: seed of the choice of those samples.
@@ -297,20 +299,22 @@ class ChangeHyperModel(kt.HyperModel):
         dropout = float(_float(hp, "dropout", self.dropout))
         learning_rate = _float(hp, "learning_rate", self.learning_rate, sampling="log")
         loss = _choice(hp, "loss", self.loss)
-        with self._policy():
-            model = SiameseChangeModel(
-                variant=variant,
-                depth=depth,
-                filters=widths,
-                convs_per_level=convs_per_level,
-                dropout=dropout,
-                batch_norm=self.batch_norm,
-                in_channels=self.in_channels,
-                num_classes=self.num_classes,
-                threshold=self.threshold,
-                preprocessing=self.preprocessing,
-            )
-        model.compile(learning_rate=learning_rate, loss=self._loss(loss))
+        # The same model and recipe as every training run, in the search's precision.
+        model = compiled_model(
+            self.precision,
+            learning_rate=learning_rate,
+            loss=self._loss(loss),
+            variant=variant,
+            depth=depth,
+            filters=widths,
+            convs_per_level=convs_per_level,
+            dropout=dropout,
+            batch_norm=self.batch_norm,
+            in_channels=self.in_channels,
+            num_classes=self.num_classes,
+            threshold=self.threshold,
+            preprocessing=self.preprocessing,
+        )
         # Built now, the optimizer's slots are restored with the weights when Hyperband
         # continues a trial from its checkpoint (and when the tuner reloads the best one).
         model.optimizer.build(model.trainable_variables)
@@ -335,15 +339,6 @@ class ChangeHyperModel(kt.HyperModel):
             if level <= depth:
                 widths.append(width)
         return widths
-
-    @contextlib.contextmanager
-    def _policy(self):
-        policy = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy(POLICIES[self.precision])
-        try:
-            yield
-        finally:
-            keras.mixed_precision.set_global_policy(policy)
 
     def _loss(self, name: str) -> str | keras.losses.Loss:
         if self.pos_weight == "auto":
@@ -379,7 +374,7 @@ class ChangeHyperModel(kt.HyperModel):
         validation = kwargs.get("validation_data")
         if validation is None:
             raise FatalConfigError(
-                "ChangeHyperModel.fit needs validation_data: the objective is val_f1"
+                f"ChangeHyperModel.fit needs validation_data: the objective is {MONITOR}"
             )
         callbacks = list(kwargs.pop("callbacks", None) or [])
         board = next((c for c in callbacks if type(c).__name__ == "TensorBoard"), None)

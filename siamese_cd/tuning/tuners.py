@@ -35,10 +35,12 @@ import sys
 import keras_tuner as kt
 
 from siamese_cd.errors import ConfigError
+from siamese_cd.training.settings import MONITOR, MONITOR_MODES
 from siamese_cd.tuning.space import ChangeHyperModel
 
-#: What every tuner maximises: the change-class F1 on the validation split, over all pixels.
-OBJECTIVE = kt.Objective("val_f1", direction="max")
+#: What every tuner maximises: the change-class F1 on the validation split, over all pixels,
+#: the value every training run selects by.
+OBJECTIVE = kt.Objective(MONITOR, direction=MONITOR_MODES[MONITOR])
 
 
 class _ReportingTuner:
@@ -57,7 +59,7 @@ class _ReportingTuner:
         status = trial.status
         if status == kt.engine.trial.TrialStatus.COMPLETED:
             score = self.oracle.get_trial(trial.trial_id).score
-            print(f"Trial id {trial.trial_id} completed on {self.tuner_id}: val_f1 {score:.4f}")
+            print(f"Trial id {trial.trial_id} completed on {self.tuner_id}: {MONITOR} {score:.4f}")
         else:
             reason = (trial.message or "no message").strip().splitlines()[-1]
             print(

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from siamese_cd.data.augment import Augment
+from siamese_cd.data.sampling.augment import Augment
 
 
 def asymmetric_sample(size=16):

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from siamese_cd.data.cache import DATA_NAME, INDEX_NAME, META_NAME
-from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.pipeline.cache import DATA_NAME, INDEX_NAME, META_NAME
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
 from siamese_cd.errors import DatasetError
 from tests.fakes import count_decodes, make_split, write_sample
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_cd.data.augment import Augment
-from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
+from siamese_cd.data.sampling.augment import Augment
 from siamese_cd.errors import DatasetError, ImageReadError
 from tests.fakes import count_decodes, make_split, write_geotiff, write_sample
 

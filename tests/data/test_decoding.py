@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_cd.data import decoding
-from siamese_cd.data.decoding import (
+from siamese_cd.data.readers import decoding
+from siamese_cd.data.readers.decoding import (
     image_size,
     pixel_scale,
     read_image,

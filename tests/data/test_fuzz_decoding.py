@@ -9,7 +9,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from siamese_cd.data.decoding import read_image, read_label
+from siamese_cd.data.readers.decoding import read_image, read_label
 from siamese_cd.errors import ImageReadError
 
 CASES = 400

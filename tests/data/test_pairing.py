@@ -3,16 +3,14 @@ import warnings
 import numpy as np
 import pytest
 
-from siamese_cd.data.pairing import (
+from siamese_cd.data.layouts.pairing import (
     Pair,
     PairList,
-    detect_layout,
-    find_layout,
     match_stems,
     pair_by_stem,
-    pair_split,
     pairs_from_csv,
 )
+from siamese_cd.data.layouts.registry import detect_layout, find_layout, pair_split
 from siamese_cd.errors import DatasetError, PairingError
 from tests.fakes import make_split, write_sample
 

@@ -5,12 +5,12 @@ import os
 import pytest
 
 from siamese_cd.cli import main
-from siamese_cd.data.airchange import TEST_REGION, airchange_scenes
-from siamese_cd.data.cache import fingerprint
-from siamese_cd.data.oscd import oscd_source
-from siamese_cd.data.scene_layouts import hold_out, split_scenes
-from siamese_cd.data.splits import VAL_SCENES, open_split, training_splits
-from siamese_cd.data.windows import patches_per_scene
+from siamese_cd.data.layouts.airchange import TEST_REGION, airchange_scenes
+from siamese_cd.data.layouts.oscd import oscd_source
+from siamese_cd.data.layouts.scene_layouts import hold_out, split_scenes
+from siamese_cd.data.layouts.splits import VAL_SCENES, open_split, training_splits
+from siamese_cd.data.pipeline.cache import fingerprint
+from siamese_cd.data.sampling.windows import patches_per_scene
 from siamese_cd.errors import DatasetError
 from tests.fake_datasets import SIZE_10M, write_airchange, write_oscd
 from tests.fakes import make_split
@@ -131,7 +131,7 @@ def test_evaluate_names_a_split_without_labels(oscd, tmp_path, capsys):
 
 
 def test_a_scene_smaller_than_the_network_takes_is_named():
-    from siamese_cd.data.windows import patch_for
+    from siamese_cd.data.sampling.windows import patch_for
 
     with pytest.raises(DatasetError, match=r"smallest scene \(12 px\).*16 px"):
         patch_for([[12, 40], [64, 64]], 96, 16)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_cd.data.synthetic import MANIFEST_NAME, make_synthetic_dataset, render_pair
+from siamese_cd.data.synthetic.generate import MANIFEST_NAME, make_synthetic_dataset, render_pair
 from siamese_cd.errors import DatasetError
 
 COUNTS = {"train": 4, "val": 2, "test": 3}
@@ -170,7 +170,7 @@ def test_changed_fraction_is_sensible(pairs) -> None:
 
 def test_multiband_16_bit_geotiffs_keep_the_change_plain_in_raw_units(tmp_path: Path) -> None:
     rasterio = pytest.importorskip("rasterio")
-    from siamese_cd.data.dataset import PairedImageDataset
+    from siamese_cd.data.pipeline.dataset import PairedImageDataset
 
     out = _generate(tmp_path / "geo", bands=4, dtype="uint16")
     manifest = json.loads((out / MANIFEST_NAME).read_text())

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_cd.data.augment import Augment
-from siamese_cd.data.dataset import PairedImageDataset
+from siamese_cd.data.pipeline.dataset import PairedImageDataset
+from siamese_cd.data.sampling.augment import Augment
 from tests.fakes import make_split, write_geotiff, write_sample
 
 

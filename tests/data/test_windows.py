@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from siamese_cd.data.windows import (
+from siamese_cd.data.sampling.windows import (
     TileIndex,
     as_size,
     center_window,

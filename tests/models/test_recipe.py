@@ -6,8 +6,8 @@ import pytest
 
 from siamese_cd import SiameseChangeModel
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import ClassWeightedNLL, pos_weight_from_fraction
 from siamese_cd.models import recipe
+from siamese_cd.models.losses import ClassWeightedNLL, pos_weight_from_fraction
 from tests.testing import TestCase
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from siamese_cd.errors import ConfigError
-from siamese_cd.losses import WeightedBinaryCrossentropy
+from siamese_cd.models.losses import WeightedBinaryCrossentropy
 from siamese_cd.models.siamese import SiameseChangeModel
 from tests.testing import TestCase
 
@@ -157,3 +157,162 @@ class TestSiameseChangeModel(TestCase):
         assert model.loss.pos_weight == pytest.approx(15.0)
         for name in ("loss", "precision", "recall", "f1", "iou", "val_f1", "val_iou"):
             assert name in history.history
+
+
+class TestPrecisionPerModel(TestCase):
+    """``dtype=`` gives one model its precision; the global policy and saved files stay float32."""
+
+    @pytest.mark.parametrize(
+        ("variant", "alignment", "float32_layers"),
+        [
+            ("diff", "keras", ("preprocessor", "head", "crop", "probability")),
+            ("conc", "torch", ("preprocessor", "head", "probability")),  # no crop on torch's grid
+            ("ef", "keras", ("preprocessor", "head", "crop", "probability")),
+        ],
+    )
+    def test_mixed_policies_reach_every_layer_but_the_float32_ones(
+        self, variant, alignment, float32_layers
+    ):
+        pixels = np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+        self.run_precision_test(
+            SiameseChangeModel,
+            {"variant": variant, "depth": 2, "filters": 2, "alignment": alignment,
+             "preprocessing": "unit"},
+            (pixels, pixels),
+            float32_layers=float32_layers,
+        )  # fmt: skip
+
+    def test_without_dtype_every_layer_is_float32(self):
+        model = SiameseChangeModel(depth=2, filters=2, preprocessing="unit")
+        assert {layer.compute_dtype for layer in model._flatten_layers()} == {"float32"}
+        model.compile()
+        assert type(model.optimizer).__name__ != "LossScaleOptimizer"
+
+    def test_mixed_float16_scales_the_loss_of_that_model_only(self):
+        model = SiameseChangeModel(depth=2, filters=2, dtype="mixed_float16")
+        model.compile()
+        assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+        other = SiameseChangeModel(depth=2, filters=2)
+        other.compile()
+        assert type(other.optimizer).__name__ != "LossScaleOptimizer"
+
+    def test_the_precision_is_not_saved_so_the_loader_chooses_it(self, tmp_path):
+        pixels = np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+        model = SiameseChangeModel(depth=2, filters=2, preprocessing="unit", dtype="mixed_bfloat16")
+        assert "dtype" not in model.get_config()
+        model.save(tmp_path / "m.keras")
+        loaded = keras.saving.load_model(tmp_path / "m.keras")
+        assert loaded.dtype_policy.name == "float32"
+        encoder = loaded.backbone.get_layer("encoder")
+        assert encoder.get_layer("enc1_1_conv").compute_dtype == "float32"
+        np.testing.assert_allclose(
+            loaded.predict((pixels, pixels), verbose=0),
+            model.predict((pixels, pixels), verbose=0),
+            atol=0.02,  # bfloat16 against float32 on the same weights
+        )
+        # A config with a policy (given to from_config) builds the model in it.
+        again = SiameseChangeModel.from_config({**model.get_config(), "dtype": "mixed_bfloat16"})
+        assert again.backbone.get_layer("encoder").compute_dtype == "bfloat16"
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd_tests")
+class TinyBackbone(keras.Model):
+    """Another encoder: one convolution over the stacked dates, to show any backbone fits."""
+
+    def __init__(self, in_channels=3, num_classes=1, **kwargs):
+        t1 = keras.Input((None, None, in_channels))
+        t2 = keras.Input((None, None, in_channels))
+        stacked = keras.layers.Concatenate()([t1, t2])
+        logits = keras.layers.Conv2D(num_classes, 3, padding="same", name="conv")(stacked)
+        super().__init__(inputs=(t1, t2), outputs=logits, **kwargs)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+    def get_config(self):
+        return {"name": self.name, "in_channels": self.in_channels, "num_classes": self.num_classes}
+
+
+class TestBackboneObject(TestCase):
+    def test_the_keyword_form_builds_the_backbone_the_object_form_takes(self):
+        from siamese_cd.models.backbone import FCSiamBackbone
+        from siamese_cd.models.preprocessing import ChangePreprocessor
+
+        keywords = SiameseChangeModel(
+            variant="conc", depth=3, filters=[2, 4, 6], in_channels=4, preprocessing="unit"
+        )
+        backbone = FCSiamBackbone("conc", depth=3, filters=[2, 4, 6], in_channels=4)
+        objects = SiameseChangeModel(
+            backbone=backbone, preprocessor=ChangePreprocessor("unit", in_channels=4)
+        )
+        assert objects.backbone is backbone
+        assert objects.backbone.get_config() == keywords.backbone.get_config()
+        assert trainable_count(objects) == trainable_count(keywords)
+        assert (keywords.variant, keywords.widths, keywords.in_channels) == ("conc", [2, 4, 6], 4)
+
+    def test_the_config_holds_the_architecture_once_in_the_backbone(self):
+        model = SiameseChangeModel(variant="ef", depth=2, filters=3, threshold=0.3)
+        config = model.get_config()
+        assert sorted(config) == ["backbone", "name", "preprocessor", "threshold", "trainable"]
+        assert config["backbone"]["class_name"] == "FCSiamBackbone"
+        assert config["backbone"]["config"]["variant"] == "ef"
+        assert config["backbone"]["config"]["filters"] == 3
+        assert config["preprocessor"]["class_name"] == "ChangePreprocessor"
+        revived = self.run_serialization_test(model)
+        assert (revived.variant, revived.depth, revived.threshold) == ("ef", 2, 0.3)
+
+    def test_the_backbone_config_round_trips_and_old_standalone_configs_load(self):
+        from siamese_cd.models.backbone import FCSiamBackbone
+
+        backbone = FCSiamBackbone("diff", depth=2, filters=[3, 5], convs_per_level=2)
+        self.run_serialization_test(backbone)
+        # A backbone saved on its own before named the resolved lists `widths` and `convs`.
+        old = {"name": "backbone", "variant": "diff", "depth": 2, "widths": [3, 5],
+               "convs": [2, 2], "dropout": 0.2, "batch_norm": True, "in_channels": 3,
+               "num_classes": 1, "init": "torch", "alignment": "keras"}  # fmt: skip
+        revived = FCSiamBackbone.from_config(old)
+        assert (revived.widths, revived.convs) == ([3, 5], [2, 2])
+        assert trainable_count(revived) == trainable_count(backbone)
+
+    def test_another_backbone_trains_saves_and_loads(self, tmp_path):
+        model = SiameseChangeModel(backbone=TinyBackbone(in_channels=2), preprocessing="unit")
+        assert (model.in_channels, model.num_classes) == (2, 1)
+        rng = np.random.default_rng(0)
+        x = (rng.random((2, 8, 8, 2), dtype=np.float32), rng.random((2, 8, 8, 2), np.float32))
+        y = (rng.random((2, 8, 8, 1)) > 0.7).astype(np.float32)
+        model.compile()
+        model.fit(x, y, epochs=1, verbose=0)
+        loaded = self.run_model_saving_test(model, x, tmp_path)
+        assert type(loaded.backbone) is TinyBackbone
+        with pytest.raises(AttributeError):
+            _ = loaded.variant  # an FCSiamBackbone setting this backbone does not have
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"backbone": "diff"}, "got the string 'diff'; to choose the variant write variant="),
+            ({"backbone": 3}, "backbone must be a Keras model such as FCSiamBackbone, got int"),
+            ({"backbone": "tiny", "depth": 3}, "the backbone given decides depth"),
+            ({"backbone": "tiny", "preprocessing": "unit", "preprocessor": "unit"}, "not both"),
+            ({"backbone": "tiny", "preprocessor": "unit3"}, "takes 3 band\\(s\\), the backbone"),
+            ({"backbone": "bare"}, "has no in_channels and no num_classes attribute"),
+            ({"backbone": "three"}, "gives 3 logit channels"),
+            ({"preprocessing": "divide"}, "preprocessing must be one of"),
+        ],
+    )
+    def test_bad_parts_are_named(self, kwargs, match):
+        from siamese_cd.models.preprocessing import ChangePreprocessor
+
+        parts = {
+            "tiny": lambda: TinyBackbone(in_channels=2),
+            "three": lambda: TinyBackbone(num_classes=3),
+            "bare": lambda: keras.Sequential([keras.layers.Dense(1)]),
+        }
+        kwargs = dict(kwargs)
+        if kwargs.get("backbone") in parts:
+            kwargs["backbone"] = parts[kwargs["backbone"]]()
+        if kwargs.get("preprocessor") == "unit3":
+            kwargs["preprocessor"] = ChangePreprocessor("unit", in_channels=3)
+        elif "preprocessor" in kwargs:
+            kwargs["preprocessor"] = ChangePreprocessor("unit", in_channels=2)
+        with pytest.raises(ConfigError, match=match):
+            SiameseChangeModel(**kwargs)

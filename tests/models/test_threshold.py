@@ -6,7 +6,7 @@ import pytest
 
 from siamese_cd import SiameseChangeModel
 from siamese_cd.errors import ConfigError
-from siamese_cd.models.threshold import ThresholdCounts, choose_threshold
+from siamese_cd.evaluation.threshold import ThresholdCounts, choose_threshold
 from tests.testing import TestCase
 
 

@@ -278,10 +278,13 @@ class TestTorchAlignment(TestCase):
 
     def test_keras_alignment_stays_the_default_and_old_configs_load(self, tmp_path):
         model = SiameseChangeModel(depth=2, filters=2, preprocessing="unit")
-        assert model.alignment == "keras" and model.get_config()["alignment"] == "keras"
         config = model.get_config()
-        del config["alignment"]  # a model saved before the option existed
+        assert model.alignment == "keras" and config["backbone"]["config"]["alignment"] == "keras"
+        del config["backbone"]["config"]["alignment"]  # a model saved before the option existed
         assert SiameseChangeModel.from_config(config).alignment == "keras"
+        # ... also from before the task stored its backbone (architecture at the task level).
+        old = {"name": "m", "variant": "diff", "depth": 2, "filters": 2, "preprocessing": "unit"}
+        assert SiameseChangeModel.from_config(old).alignment == "keras"
         with pytest.raises(ConfigError, match="alignment must be one of"):
             SiameseChangeModel(alignment="pytorch")
 
