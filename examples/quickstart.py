@@ -53,13 +53,14 @@ print("A batch:", t1.shape, t1.dtype, t2.shape, mask.shape, mask.dtype)
 # ## 2. Model
 # FC-Siam-diff: one encoder with shared weights runs on both dates, and the decoder sees the
 # absolute difference of their features at every level. Depth 4 with 16 filters is the
-# published network (1,350,001 trainable weights with this 1-channel sigmoid head).
+# published network; the defaults are the authors' PyTorch network to the pixel, with its
+# 2-class softmax head (channel 1 is change) and each image standardised on its own.
 keras.utils.set_random_seed(0)
 model = SiameseChangeModel(variant="diff", **NETWORK)
 
-# `compile()` is the paper's recipe: Adam at 1e-3 with weight decay 1e-4, the learning rate
-# x 0.95 per epoch, and the class-weighted cross-entropy: `fit` reads the change fraction of
-# the training masks once and weights the rarer change class up.
+# `compile()` is the published training: PyTorch's Adam at 1e-3 with L2 1e-4, the learning
+# rate x 0.95 per epoch, and the class-weighted NLL: `fit` reads the change fraction of the
+# training masks once and weights the rarer change class up.
 model.compile()
 
 # ## 3. Training, with TensorBoard scalars and mask images

@@ -63,10 +63,10 @@ print(f"{len(train.pairs)} training, {len(val.pairs)} validation, {len(test.pair
 
 # ## Model and optimiser
 # Depth 4 with 16, 32, 64, 128 filters is the published network. `compile()` is the published
-# recipe (see siamese_cd.models.recipe): Adam with weight decay, the learning rate decayed
-# every epoch, and cross-entropy weighted by the change fraction p of the training masks:
-# `fit` reads the masks once and weights change pixels by (1 - p) / p. The model scales the
-# files' 8-bit pixels itself (preprocessing "auto" resolves to dividing by 255).
+# training (see siamese_cd.models.recipe): PyTorch's Adam with L2 weight decay, the learning
+# rate decayed every epoch, and the NLL weighted by the change fraction p of the training
+# masks: `fit` reads the masks once and weights the classes by 2(1 - p) and 2p. The model
+# standardises each image itself, as the published code does.
 model = SiameseChangeModel(variant=args.variant, **network)
 model.compile()
 model.summary()

@@ -31,7 +31,7 @@ def test_train_flags_parse():
     assert args.early_stopping == 5 and args.crop_size == 128
     assert args.preprocessing == "standardize"
     defaults = parse(["train", "d"])
-    assert defaults.filters == 16 and defaults.loss == "bce" and defaults.early_stopping is None
+    assert defaults.filters == 16 and defaults.loss == "auto" and defaults.early_stopping is None
     assert defaults.precision == "auto" and defaults.epochs == 50
     assert defaults.choose_threshold  # the threshold is chosen on DATA/val unless told not to
     assert not parse(["train", "d", "--no-choose-threshold"]).choose_threshold
@@ -47,7 +47,7 @@ def test_train_flags_parse():
     assert parse(["train", "d", "--bands", "rgb"]).bands == "rgb"
     assert parse(["evaluate", "m", "d", "--bands", "b04,B08"]).bands == ["B04", "B08"]
     assert defaults.lr is None  # the recipe's own learning rate
-    assert defaults.preprocessing == "auto" and not defaults.verbose
+    assert defaults.preprocessing is None and not defaults.verbose  # None: the recipe's
 
 
 @pytest.mark.parametrize(

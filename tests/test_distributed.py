@@ -32,6 +32,10 @@ LOSS_TOLERANCE = 1e-4
 # Float32: the comparisons are about distribution, not about reduced precision.
 TINY = ["--depth", "2", "--filters", "2", "--dropout", "0", "--no-augment", "--seed", "0"]
 TINY += ["--precision", "float32"]
+# The sigmoid recipe's loss averages over pixels, so N replicas of B/N pairs compute what one
+# device of B pairs does; the paper recipe's NLL is divided by each replica's own sum of
+# weights (as PyTorch's DistributedDataParallel does), which differs by that normalisation.
+TINY += ["--recipe", "sigmoid"]
 
 
 # -- the plan of who reads what ------------------------------------------------------------------
@@ -194,6 +198,7 @@ def _reference_loss(folder: Path, epochs: int, batch_size: int) -> dict:
         augment=False,
         distribute="none",
         precision="float32",
+        recipe="sigmoid",  # as TINY
     )
     keras.utils.set_random_seed(0)
     splits = load_splits(folder, settings)
@@ -321,7 +326,8 @@ for mode in ("none", "mirrored"):
     # Glorot's zero biases keep the two reductions' float drift under 1e-4 over two epochs.
     settings = TrainSettings(epochs=2, batch_size=4, depth=2, filters=2, dropout=0,
                              augment=False, log_dir=sys.argv[2] + "/" + mode, verbose=0,
-                             distribute=mode, precision="float32", init="glorot")
+                             distribute=mode, precision="float32", init="glorot",
+                             recipe="sigmoid")
     result = train_on_folder(sys.argv[1], settings)
     out[mode] = {k: result.history[k] for k in ("loss", "f1", "val_loss", "val_f1")}
     np.save(f"{sys.argv[2]}/{mode}.npy", result.model.predict(val, verbose=0))

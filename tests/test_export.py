@@ -338,7 +338,7 @@ def test_an_onnx_export_refuses_pixels_of_another_type(multiband, tmp_path):
 
 
 def test_a_model_without_its_preprocessing_is_not_exported(tmp_path):
-    model = SiameseChangeModel(depth=2, filters=2)  # "auto": waits for training data
+    model = SiameseChangeModel(depth=2, filters=2, preprocessing="auto")  # waits for data
     with pytest.raises(ConfigError, match="has not seen training data yet"):
         model.export(tmp_path / "served", verbose=False)
     assert not (tmp_path / "served").exists()

@@ -1,7 +1,7 @@
 """What is trained is what is served: one standardised 16-bit model, four ways to score it.
 
 A model trained by `siamese-cd train` on 4-band uint16 GeoTIFF pairs (reflectance-like values
-around 1,500, so the default preprocessing is per-band standardisation) must give the same
+around 1,500, scaled by per-band standardisation, `--preprocessing standardize`) must give the same
 change counts through `model.evaluate`, `siamese-cd evaluate`, `siamese-cd predict` on the
 saved `.keras` file and the exported SavedModel, all fed the files' raw pixels.
 """
@@ -44,6 +44,7 @@ def trained(tmp_path_factory):
     )
     model_path = root / "model.keras"
     argv = ["train", str(data), "--epochs", "4", "--depth", "2", "--filters", "8"]
+    argv += ["--preprocessing", "standardize"]
     argv += ["--batch-size", "8", "--logdir", str(root / "logs"), "--out", str(model_path)]
     argv += FLOAT32
     assert main(argv) == 0

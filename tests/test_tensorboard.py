@@ -28,7 +28,8 @@ def trained_logs(tmp_path_factory):
     logs = root / "logs"
     code = main(
         ["train", str(data), "--epochs", "2", "--batch-size", "8", "--depth", "2",
-         "--filters", "4", "--loss", "bce+dice", "--logdir", str(logs / "run1")]
+         "--filters", "4", "--recipe", "sigmoid", "--loss", "bce+dice",
+         "--logdir", str(logs / "run1")]
     )  # fmt: skip
     assert code == 0
     return logs

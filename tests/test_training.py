@@ -70,7 +70,9 @@ def test_train_command_writes_logs_model_and_test_scores(synthetic, tmp_path, ca
     import keras
 
     saved = keras.saving.load_model(logdir / "model.keras")
-    assert saved.preprocessor.scaling == "unit"  # "auto" on 8-bit images
+    # The published network and scaling, the defaults.
+    assert saved.preprocessor.scaling == "per_image"
+    assert (saved.num_classes, saved.alignment) == (2, "torch")
     assert saved.threshold == pytest.approx(threshold, abs=5e-4)
 
     _, val_f1 = scalar_values(logdir / "validation", "epoch_f1")
@@ -111,6 +113,28 @@ def test_settings_and_options_are_one_or_the_other(tmp_path):
     assert hparams["filters"] == "4,8" and hparams["lr"] == 3e-4
 
 
+def test_the_recipe_decides_the_model_and_refuses_a_loss_it_cannot_take(tmp_path, capsys):
+    from siamese_cd.errors import ConfigError
+
+    paper = TrainSettings(epochs=1)
+    assert (paper.recipe, paper.loss) == ("paper", "auto")
+    assert paper.model_arguments == {
+        "num_classes": 2, "alignment": "torch", "preprocessing": "per_image"
+    }  # fmt: skip
+    assert paper.hparams()["preprocessing"] == "per_image"
+    sigmoid = TrainSettings(epochs=1, recipe="sigmoid", loss="dice", preprocessing="unit")
+    assert sigmoid.model_arguments == {
+        "num_classes": 1, "alignment": "keras", "preprocessing": "unit"
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="--recipe sigmoid"):
+        TrainSettings(epochs=1, loss="dice")
+    with pytest.raises(ConfigError, match="recipe must be one of"):
+        TrainSettings(epochs=1, recipe="auto")
+    # The command line refuses before reading anything (the folder does not exist).
+    assert main(["train", str(tmp_path / "none"), "--epochs", "1", "--loss", "dice"]) == 2
+    assert "--recipe sigmoid" in capsys.readouterr().err
+
+
 def test_hparams_record_every_setting_but_the_listed_exclusions():
     import dataclasses
 
@@ -118,7 +142,8 @@ def test_hparams_record_every_setting_but_the_listed_exclusions():
 
     settings = TrainSettings(
         epochs=7, dropout=0.1, init="glorot", crop_size=64, augment=False, seed=3,
-        precision="bfloat16", loss="bce+dice", early_stopping=None, bands=["B02", "B03"],
+        precision="bfloat16", recipe="sigmoid", loss="bce+dice", early_stopping=None,
+        bands=["B02", "B03"],
     )  # fmt: skip
     hparams = settings.hparams()
     names = [field.name for field in dataclasses.fields(TrainSettings)]

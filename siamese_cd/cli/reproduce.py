@@ -10,7 +10,8 @@ from siamese_cd.cli.arguments import add_precision_argument, positive_int
 HELP = "reproduce the paper's results on OSCD or AirChange"
 DESCRIPTION = (
     "Train FC-EF, FC-Siam-conc and FC-Siam-diff on DATA by the paper's protocol (96x96 "
-    "patches, flips and rotations, class-weighted loss, Adam with decay, the standard split), "
+    "patches, flips and rotations, the published network and training (recipe paper), each "
+    "image standardised on its own, the standard split), "
     "score change-class precision, recall and F1, and print them beside the published values. "
     "Models, histories and scores go under LOG_DIR/reproduce-<dataset>-<bands>/."
 )

@@ -12,12 +12,14 @@ from siamese_cd.cli.arguments import (
     loss_name,
     positive_int,
 )
+from siamese_cd.models.recipe_names import DEFAULT_RECIPE, RECIPES
 
 HELP = "train a model on DATA/train, validate on DATA/val, score DATA/test"
 DESCRIPTION = (
-    "Train with the paper's recipe (SiameseChangeModel.compile(): Adam with weight decay, "
-    "a learning rate decayed every epoch, class-weighted cross-entropy) with flips and "
-    "rotations. Pixels are read as stored and scaled inside the model (--preprocessing). "
+    "Train the published network with the published training (--recipe paper: PyTorch's "
+    "Adam with L2 weight decay, the learning rate x 0.95 every epoch, the class-weighted NLL "
+    "on a 2-class head) with flips and rotations, then choose the decision threshold on "
+    "DATA/val. Pixels are read as stored and scaled inside the model (--preprocessing). "
     "Keeps the checkpoint with the best val_f1 and scores it on DATA/test when that split "
     "exists. DATA may also be an OSCD or AirChange download: it is trained on 96x96 crops "
     "of its training scenes, validated on two held-out ones and scored on its test split. "
@@ -25,7 +27,12 @@ DESCRIPTION = (
     "epoch when the same command is run again; a LOGDIR holding a finished run is refused "
     "unless --overwrite is given."
 )
-PREPROCESSING = ("auto", "unit", "standardize")
+PREPROCESSING = ("per_image", "per_image_band", "unit", "standardize", "auto")
+
+
+def _loss_arg(text: str) -> str:
+    """``auto`` (the recipe's loss) or a loss name."""
+    return text if text == "auto" else loss_name(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,18 +73,28 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="first-level width, doubled per level, or one width per level: 8,16,32,64",
     )
     parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default=DEFAULT_RECIPE,
+        help="paper (default): the published network and training, 2-class softmax head on "
+        "PyTorch's pixel grid, PyTorch's Adam with L2, class-weighted NLL; sigmoid: a sigmoid "
+        "head trained with Keras's Adam (decoupled weight decay) and --loss",
+    )
+    parser.add_argument(
         "--preprocessing",
         choices=PREPROCESSING,
-        default="auto",
-        help="how the model scales pixels: unit (divide by the pixel type's maximum), "
-        "standardize (per-band mean and std of DATA/train), or auto (unit for 8-bit "
-        "images, standardize for 16-bit and float ones; the default)",
+        default=None,
+        help="how the model scales pixels: per_image (each image standardised on its own, as "
+        "published; the paper recipe's), per_image_band (the same per band), unit (divide by "
+        "the pixel type's maximum), standardize (per-band mean and std of DATA/train), or "
+        "auto (unit for 8-bit images, standardize for others; the sigmoid recipe's)",
     )
     parser.add_argument(
         "--loss",
-        type=loss_name,
-        default="bce",
-        help="bce (class-weighted), dice, focal, or a sum such as bce+dice (default bce)",
+        type=_loss_arg,
+        default="auto",
+        help="auto (the recipe's; default), or with --recipe sigmoid: bce (class-weighted), "
+        "dice, focal, or a sum such as bce+dice",
     )
     parser.add_argument(
         "--dropout", type=float, default=0.2, help="spatial dropout of the model (default 0.2)"
@@ -142,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         variant=args.variant,
         depth=args.depth,
         filters=args.filters,
+        recipe=args.recipe,
         preprocessing=args.preprocessing,
         loss=args.loss,
         learning_rate=args.lr,

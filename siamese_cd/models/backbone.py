@@ -172,14 +172,14 @@ class FCSiamBackbone(keras.Model):
         dropout: spatial dropout after each conv unit; default 0.2.
         batch_norm: BatchNorm after each conv; default True.
         in_channels: bands per image, e.g. 3 (default) for RGB or 13 for Sentinel-2.
-        num_classes: channels of the logits: 1 (default) for a sigmoid change map, 2 for a
-            softmax over no-change/change.
+        num_classes: channels of the logits: 2 (default, as published) for a softmax over
+            no-change/change, 1 for a sigmoid change map.
         init: ``"torch"`` (default: kernels and biases from U(±1/sqrt(fan_in)), as the
             published PyTorch code initialises them; the recipe ablation in
             ``benchmarks/recipe_ablation.py`` chose it) or ``"glorot"`` (Keras's
             Glorot-uniform kernels, zero biases).
-        alignment: ``"keras"`` (default) or ``"torch"`` (see above); `from_torch_state_dict`
-            of `SiameseChangeModel` needs ``"torch"``.
+        alignment: ``"torch"`` (default, as published) or ``"keras"`` (see above);
+            `from_torch_state_dict` of `SiameseChangeModel` needs ``"torch"``.
         **kwargs: `name`, `trainable` or `dtype`, passed to `keras.Model`.
 
     Raises:
@@ -190,7 +190,7 @@ class FCSiamBackbone(keras.Model):
         >>> backbone = FCSiamBackbone("diff", depth=2, filters=[4, 8], convs_per_level=[2, 1])
         >>> x = np.zeros((1, 10, 12, 3), np.float32)
         >>> tuple(backbone((x, x)).shape), backbone.widths, backbone.convs
-        ((1, 10, 12, 1), [4, 8], [2, 1])
+        ((1, 10, 12, 2), [4, 8], [2, 1])
     """
 
     def __init__(
@@ -202,9 +202,9 @@ class FCSiamBackbone(keras.Model):
         dropout: float = 0.2,
         batch_norm: bool = True,
         in_channels: int = 3,
-        num_classes: int = 1,
+        num_classes: int = 2,
         init: str = "torch",
-        alignment: str = "keras",
+        alignment: str = "torch",
         **kwargs,
     ):
         check_architecture(variant, depth, num_classes, dropout, in_channels, init, alignment)
@@ -262,7 +262,12 @@ class FCSiamBackbone(keras.Model):
         if "widths" in config:
             config["filters"] = config.pop("widths")
             config["convs_per_level"] = config.pop("convs")
-        return cls(**config)
+        return cls(**{**SAVED_BEFORE_DEFAULTS, **config})
+
+
+#: Settings that files saved before the defaults became the published network's may lack,
+#: with the value those files were computed with (then the default).
+SAVED_BEFORE_DEFAULTS = {"num_classes": 1, "alignment": "keras"}
 
 
 #: The architecture arguments of `SiameseChangeModel`'s keyword form: exactly those

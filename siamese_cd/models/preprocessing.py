@@ -47,6 +47,9 @@ from siamese_cd.data.readers.decoding import pixel_scale
 from siamese_cd.errors import ConfigError, DatasetError, PixelTypeWarning
 from siamese_cd.hints import option_hint
 
+#: The model's scaling unless told: each image standardised on its own, as the published code
+#: does (the recipe ablation found per-dataset scaling worse, docs/model.md).
+DEFAULT_SCALING = "per_image"
 SCALINGS = ("auto", "unit", "standardize", "per_image", "per_image_band")
 # Scalings that measure each image itself; the pixel type does not matter to them.
 PER_IMAGE = ("per_image", "per_image_band")
@@ -352,7 +355,7 @@ def make_preprocessor(
     Args:
         preprocessor: a `ChangePreprocessor` (the model's ``preprocessor=``), or None.
         spec: the model's ``preprocessing=``: a scaling name, a `preprocessing_config`, or
-            None (``"auto"``); only without `preprocessor`.
+            None (`DEFAULT_SCALING`); only without `preprocessor`.
         in_channels: the bands the backbone takes.
 
     Raises:
@@ -371,7 +374,7 @@ def make_preprocessor(
                 f"in_channels={in_channels}"
             )
         return preprocessor
-    spec = "auto" if spec is None else spec
+    spec = DEFAULT_SCALING if spec is None else spec
     if isinstance(spec, str):
         return ChangePreprocessor(spec, in_channels=in_channels, name="preprocessor")
     if isinstance(spec, dict):

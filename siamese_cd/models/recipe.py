@@ -1,22 +1,30 @@
-"""The training recipe of Daudt et al. (ICIP 2018), written once.
+"""The training recipes, written once: the published one (the default) and the sigmoid one.
 
-Adam at 1e-3 with weight decay 1e-4, the learning rate multiplied by 0.95 after every epoch,
-and a class-weighted binary cross-entropy whose change weight comes from the training data.
-`SiameseChangeModel.compile()` (``optimizer="auto"``, ``loss="auto"``) is this recipe; the
-command line, the tuner, the examples and the benchmarks reach it through that call.
+``"paper"`` is the training of Daudt et al. (ICIP 2018) as the authors' PyTorch code does it,
+to the arithmetic: `CoupledAdam` (``torch.optim.Adam(lr=1e-3, weight_decay=1e-4)``), the
+learning rate multiplied by 0.95 after every epoch (`EpochDecay`), and
+`siamese_cd.models.losses.ClassWeightedNLL` (``NLLLoss`` with the class weights
+``[2p, 2(1 - p)]``, normalised by the weights) on a 2-class softmax head. It needs the
+published network's pixel grid (``alignment="torch"``) and head (``num_classes=2``), which are
+`SiameseChangeModel`'s defaults; `PAPER_MODEL` holds the whole published set-up.
 
-``compile(recipe="paper")`` is the published PyTorch training instead, to the arithmetic:
-`CoupledAdam` (``torch.optim.Adam(weight_decay=1e-4)``), the same per-epoch decay, and
-`siamese_cd.models.losses.ClassWeightedNLL` (``NLLLoss`` with the class weights ``[2p, 2(1 - p)]``,
-normalised by the weights) on a 2-class softmax head. It needs the published network's
-pixel grid (``alignment="torch"``) and head (``num_classes=2``); `PAPER_MODEL` holds the
-whole published set-up, which `SiameseChangeModel.paper()` builds.
+``"sigmoid"`` trains a 1-channel sigmoid head (``num_classes=1``): Keras's Adam with decoupled
+weight decay 1e-4, the same decay, and a class-weighted binary cross-entropy (or any loss of
+`siamese_cd.models.losses.get_loss`). The recipe ablation (docs/model.md, "Defaults from
+evidence") found no departure from ``"paper"`` that clears it, so ``"paper"`` is the default;
+`siamese_cd.models.recipe_names` holds the names and what each recipe's model is built with.
+
+``compile()`` (``recipe="auto"``) trains a model with its own recipe (`model_recipe`): the
+published head and grid take ``"paper"``, any other model ``"sigmoid"``. The command line,
+the tuner, the examples and the benchmarks reach the recipes through that call.
 
 Example:
     >>> optimizer = recipe_optimizer(steps_per_epoch=10)
     >>> schedule = epoch_schedule(optimizer)
     >>> [round(float(schedule(step)), 6) for step in (0, 9, 10, 30)]
     [0.001, 0.001, 0.00095, 0.000857]
+    >>> model_recipe(num_classes=2, alignment="torch"), model_recipe(1, "keras")
+    ('paper', 'sigmoid')
 """
 
 from __future__ import annotations
@@ -28,11 +36,17 @@ from keras import ops
 
 from siamese_cd.errors import ConfigError
 from siamese_cd.models.losses import ClassWeightedNLL, get_loss, is_loss_name
+from siamese_cd.models.recipe_names import (  # noqa: F401 - the recipes' names, re-exported
+    DEFAULT_RECIPE,
+    RECIPE_MODELS,
+    RECIPES,
+    check_recipe,
+    model_recipe,
+)
 
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
 LR_DECAY_PER_EPOCH = 0.95
-RECIPES = ("default", "paper")
 # The published networks and inputs (the authors' SiamUnet_diff, SiamUnet_conc and Unet and
 # their notebook's per-image standardisation), as `SiameseChangeModel` arguments.
 PAPER_MODEL = {
@@ -83,8 +97,12 @@ class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "SiameseChangeModel.fit sets it; in a custom loop set "
                 "siamese_cd.models.recipe.epoch_schedule(optimizer).steps_per_epoch first"
             )
-        epoch = ops.floor(ops.cast(step, "float32") / float(self.steps_per_epoch))
-        return self.initial_learning_rate * ops.power(self.decay_rate, epoch)
+        # In float64, as PyTorch's ExponentialLR multiplies Python floats: in float32 the
+        # rate of epoch 50 was 6.5e-7 of itself off (1.2e-6 at 100), against 1e-8 of
+        # rounding the float64 rate once.
+        epoch = ops.floor(ops.cast(step, "float64") / float(self.steps_per_epoch))
+        decay = ops.power(ops.convert_to_tensor(self.decay_rate, "float64"), epoch)
+        return ops.cast(self.initial_learning_rate * decay, "float32")
 
     def get_config(self) -> dict:
         return {
@@ -194,44 +212,47 @@ def recipe_objects(
     loss="auto",
     learning_rate: float | None = None,
     *,
-    num_classes: int = 1,
-    alignment: str = "keras",
+    num_classes: int = 2,
+    alignment: str = "torch",
 ) -> tuple:
     """The ``(optimizer, loss)`` that `SiameseChangeModel.compile` passes to Keras.
 
-    ``recipe="default"``: ``"auto"`` stands for `recipe_optimizer` and the class-weighted
-    binary cross-entropy; names are resolved by `siamese_cd.models.losses.get_loss`. ``"paper"``:
-    the published training (see the module docstring); it sets both, so `optimizer` and
-    `loss` must stay ``"auto"``.
+    ``recipe="auto"`` is the model's own recipe (`model_recipe`), whose optimizer and loss
+    stand in for ``"auto"``; a given optimizer or loss replaces that part. ``"paper"``: the
+    published training (see the module docstring), which sets both, so `optimizer` and `loss`
+    must stay ``"auto"``. ``"sigmoid"``: ``"auto"`` stands for `recipe_optimizer` and the
+    class-weighted binary cross-entropy; loss names are resolved by
+    `siamese_cd.models.losses.get_loss`.
 
     Raises:
         ConfigError: an unknown recipe, a learning rate with a given optimizer, or
             ``"paper"`` on a model without the published grid and head.
     """
-    if recipe not in RECIPES:
-        raise ConfigError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    check_recipe(recipe)
     if recipe == "paper":
         if optimizer != "auto" or loss != "auto":
             raise ConfigError(
                 "recipe='paper' sets the optimizer and the loss (PyTorch's Adam with L2 1e-4 "
-                "and the class-weighted NLL); leave optimizer and loss out, or drop recipe="
+                "and the class-weighted NLL); leave optimizer and loss out, or use "
+                "recipe='auto' (the model's recipe with the parts given replaced)"
             )
-        if num_classes != 2 or alignment != "torch":
+        if model_recipe(num_classes, alignment) != "paper":
             raise ConfigError(
                 "recipe='paper' trains the published network, whose head is a 2-class "
                 "softmax on PyTorch's pixel grid; this model has "
                 f"num_classes={num_classes}, alignment={alignment!r}. Build it with "
-                "SiameseChangeModel.paper(variant, in_channels) or with num_classes=2, "
-                "alignment='torch'"
+                "SiameseChangeModel's defaults (or num_classes=2, alignment='torch')"
             )
-        rate = learning_rate or LEARNING_RATE
-        return recipe_optimizer(rate, weight_decay="coupled"), ClassWeightedNLL()
+    elif recipe == "auto":
+        recipe = model_recipe(num_classes, alignment)
     if optimizer == "auto":
-        optimizer = recipe_optimizer(learning_rate or LEARNING_RATE)
+        rate = learning_rate or LEARNING_RATE
+        coupling = "coupled" if recipe == "paper" else "decoupled"
+        optimizer = recipe_optimizer(rate, weight_decay=coupling)
     elif learning_rate is not None:
         raise ConfigError("learning_rate= sets the recipe's optimizer; use optimizer='auto'")
     if loss == "auto":
-        loss = "bce"
+        loss = ClassWeightedNLL() if recipe == "paper" else "bce"
     if is_loss_name(loss):
         loss = get_loss(loss)
     return optimizer, loss

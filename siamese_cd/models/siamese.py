@@ -19,7 +19,12 @@ from siamese_cd.data.pipeline.stats import change_fraction
 from siamese_cd.data.readers.undecodable import naming_undecodable
 from siamese_cd.errors import ConfigError, TrainingError
 from siamese_cd.models import recipe
-from siamese_cd.models.backbone import ARCHITECTURE_ARGUMENTS, VARIANTS, make_backbone
+from siamese_cd.models.backbone import (
+    ARCHITECTURE_ARGUMENTS,
+    SAVED_BEFORE_DEFAULTS,
+    VARIANTS,
+    make_backbone,
+)
 from siamese_cd.models.guards import NaNGuard
 from siamese_cd.models.losses import weigh_pending
 from siamese_cd.models.metrics import ChangeMetrics
@@ -53,24 +58,29 @@ class SiameseChangeModel(keras.Model):
 
     Inputs are ``(t1, t2)``, each (B, H, W, in_channels) of any H and W, as raw pixels: uint8,
     uint16 or float, as the files store them. The model's `ChangePreprocessor` scales them
-    (``preprocessing``: ``"unit"`` divides by the type's maximum, ``"standardize"`` uses
+    (``preprocessing``: ``"per_image"``, the default, standardises each image on its own as
+    the published code does; ``"unit"`` divides by the type's maximum, ``"standardize"`` uses
     per-band statistics of the training data, ``"auto"`` picks ``"unit"`` for 8-bit data and
     ``"standardize"`` otherwise when `fit` first sees the training data). The
     `FCSiamBackbone` (FC-Siam-diff, FC-Siam-conc or FC-EF) gives logits, and the head turns
-    them into the change probability: (B, H, W, 1) with ``num_classes=1`` (sigmoid), or
-    (B, H, W, 2) softmax scores with ``num_classes=2``, whose channel 1 is change.
+    them into the change probability: (B, H, W, 2) softmax scores with ``num_classes=2`` (the
+    default, as published), whose channel 1 is change, or (B, H, W, 1) with
+    ``num_classes=1`` (sigmoid).
 
-    At depth 4 and filters 16 on RGB with a 2-class head the trainable parameter counts equal
-    the published ones (FC-EF 1,350,578; FC-Siam-diff 1,350,146; FC-Siam-conc 1,545,986); the
-    default 1-channel sigmoid head has 145 fewer.
+    The defaults are the published network (Daudt et al., ICIP 2018, and the authors' PyTorch
+    code) to the pixel: depth 4, 16 filters, spatial dropout 0.2, PyTorch's initialisation
+    and pixel grid (``alignment="torch"``), a 2-class head, per-image standardisation; the
+    trainable parameter counts equal the published ones (FC-EF 1,350,578; FC-Siam-diff
+    1,350,146; FC-Siam-conc 1,545,986 on RGB). `from_torch_state_dict` loads the authors'
+    checkpoints into it.
 
-    `compile()` with no arguments is the paper's recipe (`siamese_cd.models.recipe`): Adam at
-    1e-3 with weight decay 1e-4, the learning rate × 0.95 per epoch, and class-weighted binary
-    cross-entropy whose change weight `fit` takes from the training masks;
-    ``compile(recipe="paper")`` on a model built by `paper` is the published PyTorch training
-    to the arithmetic, and `from_torch_state_dict` loads the authors' checkpoints. Reported metrics
-    (`precision`, `recall`, `f1`, `iou`, `overall_accuracy`, `kappa` of the change class) come
-    from confusion counts accumulated over the whole epoch.
+    `compile()` with no arguments is the published training (`siamese_cd.models.recipe`,
+    ``"paper"``): PyTorch's Adam at 1e-3 with L2 1e-4, the learning rate × 0.95 per epoch, and
+    the class-weighted NLL whose weights `fit` takes from the training masks. A model with a
+    sigmoid head trains with the ``"sigmoid"`` recipe (Keras's Adam with decoupled weight
+    decay, class-weighted binary cross-entropy). Reported metrics (`precision`, `recall`,
+    `f1`, `iou`, `overall_accuracy`, `kappa` of the change class) come from confusion counts
+    accumulated over the whole epoch.
 
     The task takes its network as a backbone object and stores that backbone's config in its
     own, as keras-hub's tasks do: ``SiameseChangeModel(backbone=FCSiamBackbone(variant="conc",
@@ -91,8 +101,9 @@ class SiameseChangeModel(keras.Model):
         preprocessor: the `ChangePreprocessor` that scales raw pixels; without one, it is made
             from `preprocessing`.
         threshold: probability at or above which a pixel counts as change in the metrics.
-        preprocessing: ``"auto"`` (the default when None), ``"unit"``, ``"standardize"``,
-            ``"per_image"``, or a config from
+        preprocessing: ``"per_image"`` (the default when None,
+            `siamese_cd.models.preprocessing.DEFAULT_SCALING`), ``"per_image_band"``,
+            ``"unit"``, ``"standardize"``, ``"auto"``, or a config from
             `siamese_cd.models.preprocessing.preprocessing_config`; not with `preprocessor`.
         **kwargs: without a `backbone`, the `FCSiamBackbone` arguments ``variant``
             (``"diff"``, ``"conc"`` or ``"ef"``), ``depth``, ``filters``,
@@ -117,10 +128,10 @@ class SiameseChangeModel(keras.Model):
         >>> model = SiameseChangeModel(variant="diff", depth=2, filters=4)
         >>> model.compile()
         >>> history = model.fit((t1, t2), mask, epochs=1, verbose=0)
-        >>> model.preprocessor.scaling, round(model.loss.pos_weight, 1)
-        ('unit', 15.0)
+        >>> model.preprocessor.scaling, type(model.loss).__name__, round(model.loss.pos_weight, 1)
+        ('per_image', 'ClassWeightedNLL', 15.0)
         >>> model.predict((t1, t2), verbose=0).shape
-        (8, 16, 16, 1)
+        (8, 16, 16, 2)
     """
 
     def __init__(
@@ -194,6 +205,9 @@ class SiameseChangeModel(keras.Model):
         # Configs saved before the backbone was stored hold the keyword form's arguments
         # (``variant``, ``depth``, ..., ``preprocessing``), which the constructor still takes.
         config = dict(config)
+        if "variant" in config:
+            # The keyword form of a file saved before the defaults were the published network.
+            config = {**SAVED_BEFORE_DEFAULTS, "preprocessing": "auto", **config}
         if config.get("dtype") is not None and isinstance(config.get("backbone"), dict):
             # A policy given to the task reaches the backbone it rebuilds, as in the keyword
             # form; saved configs hold none (the precision is the loader's choice).
@@ -244,26 +258,30 @@ class SiameseChangeModel(keras.Model):
         metrics=None,
         *,
         learning_rate: float | None = None,
-        recipe: str = "default",
+        recipe: str = "auto",
         **kwargs,
     ) -> None:
-        """Configure training; with no arguments, the paper's recipe.
+        """Configure training; with no arguments, the published training.
 
         Args:
-            optimizer: ``"auto"`` (default) is `siamese_cd.models.recipe.recipe_optimizer`:
-                Adam, weight decay 1e-4, learning rate × 0.95 per epoch. Or any Keras
-                optimizer or its name.
-            loss: ``"auto"`` (default) is the class-weighted binary cross-entropy whose
-                change weight `fit` takes from the training data; a name from
+            optimizer: ``"auto"`` (default) is the recipe's
+                (`siamese_cd.models.recipe.recipe_optimizer`): Adam at 1e-3, weight decay
+                1e-4 (coupled as PyTorch's for ``"paper"``), learning rate × 0.95 per epoch.
+                Or any Keras optimizer or its name.
+            loss: ``"auto"`` (default) is the recipe's: the class-weighted NLL
+                (``"paper"``) or binary cross-entropy (``"sigmoid"``), whose weights `fit`
+                takes from the training data; a name from
                 `siamese_cd.models.losses.get_loss` (``"bce"``, ``"dice"``, ``"focal"``,
                 ``"bce+dice"``, ...); or any loss taking ``(mask, probabilities)``.
             metrics: extra metrics, updated with ``(mask, probabilities)`` besides the
                 built-in change-class metrics. They are not stored in `.keras` files.
             learning_rate: the initial learning rate of ``optimizer="auto"`` (default 1e-3).
-            recipe: ``"default"`` (above) or ``"paper"``: the published PyTorch training to
-                the arithmetic (PyTorch's Adam with L2 1e-4, the class-weighted NLL divided
-                by the weights), for a model built by `paper` or with ``num_classes=2,
-                alignment="torch"``; see `siamese_cd.models.recipe.recipe_objects`.
+            recipe: ``"auto"`` (default): the model's own recipe, ``"paper"`` for the
+                published 2-class head on PyTorch's grid and ``"sigmoid"`` otherwise, with
+                any optimizer or loss given replacing that part. ``"paper"`` insists on the
+                published training to the arithmetic (no optimizer or loss given);
+                ``"sigmoid"`` takes its optimizer and loss for any head. See
+                `siamese_cd.models.recipe`.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
         # `recipe` (the argument) hides the module here.
@@ -273,7 +291,7 @@ class SiameseChangeModel(keras.Model):
             loss,
             learning_rate,
             num_classes=self.num_classes,
-            # A plugged-in backbone without the setting is on Keras's grid.
+            # A plugged-in backbone without the setting is on Keras's grid (its own business).
             alignment=getattr(self.backbone, "alignment", "keras"),
         )
         self._extra_metrics = [keras.metrics.get(m) for m in metrics or []]
@@ -381,8 +399,24 @@ class SiameseChangeModel(keras.Model):
 
     def call(self, inputs, training=None, mask=None):
         t1, t2 = inputs
+        self._check_size(t1.shape)
         scaled = (self.preprocessor(t1), self.preprocessor(t2))
         return super().call(scaled, training=training, mask=mask)
+
+    def _check_size(self, shape) -> None:
+        """Refuse, by name, an input the published grid cannot pool `depth` times (it has no
+        padding); said here rather than as a negative dimension deep in a pooling layer."""
+        if getattr(self.backbone, "alignment", None) != "torch":
+            return
+        least = 2**self.backbone.depth
+        sides = [side for side in shape[1:3] if side is not None]
+        if any(side < least for side in sides):
+            raise ConfigError(
+                f"an input of {shape[1]}x{shape[2]} pixels is smaller than the {least} "
+                f"pixels a side the network of depth {self.backbone.depth} needs on the "
+                "published grid (alignment='torch'); give larger images or crops, or build "
+                "the model with alignment='keras', which pads"
+            )
 
     def _record(self, loss, y, y_pred, sample_weight) -> dict:
         import tensorflow as tf

@@ -89,18 +89,19 @@ def compiled_model(
     precision: str,
     *,
     learning_rate: float | None = None,
-    loss: str | keras.losses.Loss = "bce",
+    loss: str | keras.losses.Loss = "auto",
+    recipe: str = "auto",
     verbose: bool = False,
     **config,
 ) -> SiameseChangeModel:
     """A `SiameseChangeModel` of `config` computing in `precision`, compiled with the recipe.
 
     The precision is the model's own dtype policy (`siamese_cd.training.precision.dtype_policy`,
-    printed when `verbose`); Keras's global policy is not touched. `learning_rate` None is the
-    recipe's.
+    printed when `verbose`); Keras's global policy is not touched. `learning_rate` None and
+    `loss` ``"auto"`` are the recipe's (`SiameseChangeModel.compile`).
     """
     model = SiameseChangeModel(**config, dtype=dtype_policy(precision, verbose))
-    model.compile(learning_rate=learning_rate, loss=loss)
+    model.compile(learning_rate=learning_rate, loss=loss, recipe=recipe)
     return model
 
 
@@ -110,14 +111,15 @@ def build_model(settings: TrainSettings, in_channels: int) -> SiameseChangeModel
         settings.precision,
         learning_rate=settings.learning_rate,
         loss=settings.loss,
+        recipe=settings.recipe,
         verbose=True,
         variant=settings.variant,
         depth=settings.depth,
         filters=settings.filters,
         in_channels=in_channels,
-        preprocessing=settings.preprocessing,
         dropout=settings.dropout,
         init=settings.init,
+        **settings.model_arguments,
     )
 
 

@@ -57,6 +57,7 @@ RESUME_SETTINGS = {
     "filters": "--filters",
     "dropout": "--dropout",
     "init": "--init",
+    "recipe": "--recipe",
     "preprocessing": "--preprocessing",
     "loss": "--loss",
     "learning_rate": "--lr",

@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from siamese_cd.errors import ConfigError
+from siamese_cd.models.recipe_names import DEFAULT_RECIPE, RECIPE_MODELS, check_recipe
+
 #: What the best checkpoint, early stopping, the decision threshold and the tuners follow:
 #: the change-class F1 on the validation split (Keras logs `ChangeMetrics`' ``f1`` of the
 #: validation data as ``val_f1``).
@@ -59,9 +62,15 @@ class TrainSettings:
         variant: ``"diff"``, ``"conc"`` or ``"ef"``.
         depth: encoder levels.
         filters: first-level width, or one width per level.
-        preprocessing: how the model scales pixels: ``"auto"``, ``"unit"`` or
-            ``"standardize"`` (see `SiameseChangeModel`); measured on the training split.
-        loss: a name for `siamese_cd.models.losses.get_loss`, e.g. ``"bce"`` or ``"bce+dice"``.
+        recipe: ``"paper"`` (the default): the published network and training
+            (2-class softmax head on PyTorch's pixel grid, PyTorch's Adam with L2, the
+            class-weighted NLL), or ``"sigmoid"``: a sigmoid head on Keras's grid trained with
+            decoupled weight decay and `loss` (`siamese_cd.models.recipe`).
+        preprocessing: how the model scales pixels: ``"per_image"``, ``"per_image_band"``,
+            ``"unit"``, ``"standardize"`` or ``"auto"`` (see `SiameseChangeModel`); None is
+            the recipe's (``"per_image"`` for ``"paper"``, ``"auto"`` for ``"sigmoid"``).
+        loss: ``"auto"`` (the recipe's), or with ``recipe="sigmoid"`` a name for
+            `siamese_cd.models.losses.get_loss`, e.g. ``"bce"`` or ``"bce+dice"``.
         learning_rate: the recipe's initial learning rate; None keeps the recipe's own.
         augment: random flips and rotations of training samples.
         crop_size: train on one random crop of this side per scene and epoch (large
@@ -98,8 +107,9 @@ class TrainSettings:
     variant: str = "diff"
     depth: int = 4
     filters: int | list[int] = 16
-    preprocessing: str = "auto"
-    loss: str = "bce"
+    recipe: str = DEFAULT_RECIPE
+    preprocessing: str | None = None
+    loss: str = "auto"
     learning_rate: float | None = None
     augment: bool = True
     crop_size: int | None = None
@@ -115,6 +125,23 @@ class TrainSettings:
     on_missing: str = "error"
     bands: str | list[str] | None = None
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, before any data is read: the recipe and a loss it cannot take.
+        check_recipe(self.recipe, allow_auto=False)
+        if self.recipe == "paper" and self.loss != "auto":
+            raise ConfigError(
+                f"the paper recipe trains with its own loss (the class-weighted NLL), not "
+                f"{self.loss!r}: choose the loss with the sigmoid recipe (--recipe sigmoid)"
+            )
+
+    @property
+    def model_arguments(self) -> dict[str, Any]:
+        """What the recipe builds the model with: its head, grid and (unless set) scaling."""
+        made = dict(RECIPE_MODELS[self.recipe])
+        if self.preprocessing is not None:
+            made["preprocessing"] = self.preprocessing
+        return made
 
     @property
     def model_path(self) -> Path:
@@ -138,6 +165,7 @@ class TrainSettings:
             for item, value in zip(fields(self), asdict(self).values())
             if item.name not in HPARAM_EXCLUDED
         }
+        values["preprocessing"] = self.model_arguments["preprocessing"]
         if self.learning_rate is None:
             from siamese_cd.models.recipe import LEARNING_RATE
 

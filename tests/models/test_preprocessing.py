@@ -57,7 +57,7 @@ class TestChangePreprocessor(TestCase):
             ChangePreprocessor("standardize").adapt(pixels)
 
     def test_unmeasured_model_refuses_to_predict(self):
-        model = SiameseChangeModel(depth=2, filters=2)
+        model = SiameseChangeModel(depth=2, filters=2, preprocessing="auto")
         x = np.zeros((1, 8, 8, 3), np.uint16)
         with pytest.raises(ConfigError, match="has not seen training data yet"):
             model.predict((x, x), verbose=0)

@@ -7,7 +7,12 @@ import pytest
 from siamese_cd import SiameseChangeModel
 from siamese_cd.errors import ConfigError
 from siamese_cd.models import recipe
-from siamese_cd.models.losses import ClassWeightedNLL, pos_weight_from_fraction
+from siamese_cd.models.losses import (
+    ClassWeightedNLL,
+    DiceLoss,
+    WeightedBinaryCrossentropy,
+    pos_weight_from_fraction,
+)
 from tests.testing import TestCase
 
 
@@ -21,9 +26,61 @@ def pixels(n=8, size=16, seed=0):
     return (t1, t2), y
 
 
+# The sigmoid recipe's model (the library's former default).
+SIGMOID = {**recipe.RECIPE_MODELS["sigmoid"], "depth": 2, "filters": 2}
+
+
+class TestDefaults(TestCase):
+    def test_the_default_model_and_compile_are_the_published_ones(self):
+        model = SiameseChangeModel(variant="conc", filters=2)
+        paper = SiameseChangeModel.paper("conc", filters=2)
+        assert model.backbone.get_config() == paper.backbone.get_config()
+        assert model.preprocessor.get_config() == paper.preprocessor.get_config()
+        assert (model.num_classes, model.alignment, model.preprocessor.scaling) == (
+            2,
+            "torch",
+            "per_image",
+        )
+        model.compile()
+        assert isinstance(model.optimizer, recipe.CoupledAdam)
+        assert isinstance(model.loss, ClassWeightedNLL)
+        # The same objects as recipe="paper", config for config.
+        paper.compile(recipe="paper")
+        configs = [{**m.optimizer.get_config(), "name": ""} for m in (model, paper)]
+        assert configs[0] == configs[1]
+        assert model.loss.get_config() == paper.loss.get_config()
+
+    def test_auto_is_the_model_own_recipe_with_the_given_parts_replaced(self):
+        model = SiameseChangeModel(**SIGMOID)
+        model.compile()
+        assert type(model.optimizer) is keras.optimizers.Adam
+        assert isinstance(model.loss, WeightedBinaryCrossentropy)
+        model = SiameseChangeModel(depth=2, filters=2)
+        model.compile(loss="dice")
+        assert isinstance(model.optimizer, recipe.CoupledAdam)
+        assert isinstance(model.loss, DiceLoss)
+        model.compile(recipe="sigmoid")  # the sigmoid recipe on a 2-class head
+        assert type(model.optimizer) is keras.optimizers.Adam
+        assert isinstance(model.loss, WeightedBinaryCrossentropy)
+        with pytest.raises(ConfigError, match="once named 'default' is 'sigmoid'"):
+            model.compile(recipe="default")
+
+    def test_epoch_decay_is_pytorch_chained_float64_rate_rounded_once(self):
+        """ExponentialLR multiplies the Python float rate by 0.95 each epoch; the schedule's
+        rate is that product rounded once to float32 (computed in float32 it was 6.5e-7 of
+        itself off at epoch 50)."""
+        schedule = recipe.EpochDecay(1e-3, 0.95, steps_per_epoch=3)
+        rate = 1e-3
+        for epoch in range(101):
+            if epoch in (1, 10, 50, 100):
+                got = float(schedule(epoch * 3 + 2))
+                assert got == float(np.float32(rate)), epoch
+            rate *= 0.95
+
+
 class TestRecipe(TestCase):
     def test_compile_auto_is_adam_with_decay_and_weighted_bce(self):
-        model = SiameseChangeModel(depth=2, filters=2)
+        model = SiameseChangeModel(**SIGMOID)
         model.compile()
         assert isinstance(model.optimizer, keras.optimizers.Adam)
         assert model.optimizer.weight_decay == recipe.WEIGHT_DECAY == 1e-4
@@ -38,7 +95,7 @@ class TestRecipe(TestCase):
 
     def test_fit_sets_epoch_length_weight_and_preprocessing(self):
         x, y = pixels(n=8)
-        model = SiameseChangeModel(depth=2, filters=2)
+        model = SiameseChangeModel(**SIGMOID)
         model.compile()
         model.fit(x, y, batch_size=4, epochs=3, verbose=0)
         assert recipe.epoch_schedule(model.optimizer).steps_per_epoch == 2
@@ -54,7 +111,7 @@ class TestRecipe(TestCase):
         x, y = pixels(n=6)
         y[:3] = 0  # change fraction 1/32
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)
-        model = SiameseChangeModel(depth=2, filters=2)
+        model = SiameseChangeModel(**SIGMOID)
         model.compile(loss="bce")
         model.fit(data, epochs=1, verbose=0)
         assert model.loss.pos_weight == pytest.approx(31.0)
@@ -187,7 +244,7 @@ class TestPaperRecipe(TestCase):
 
     def test_paper_recipe_refuses_other_networks_and_losses(self):
         with pytest.raises(ConfigError, match="num_classes=1, alignment='keras'"):
-            SiameseChangeModel(depth=2, filters=2, preprocessing="unit").compile(recipe="paper")
+            SiameseChangeModel(**SIGMOID).compile(recipe="paper")
         model = SiameseChangeModel.paper("diff", in_channels=3, filters=2)
         with pytest.raises(ConfigError, match="sets the optimizer and the loss"):
             model.compile(recipe="paper", loss="dice")

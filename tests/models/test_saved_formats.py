@@ -91,7 +91,9 @@ def test_an_old_file_saved_again_is_written_in_the_new_format(old, tmp_path):
 
 def test_an_old_config_dict_revives_through_from_config_and_the_registry(old):
     stored = old["config"]
-    expected = SiameseChangeModel(variant="diff", depth=2, filters=2, threshold=0.4)
+    expected = SiameseChangeModel(
+        variant="diff", depth=2, filters=2, threshold=0.4, num_classes=1, alignment="keras"
+    )
     model = SiameseChangeModel.from_config(dict(stored["config"]))
     assert model.backbone.get_config() == expected.backbone.get_config()
     assert model.threshold == 0.4
@@ -105,3 +107,19 @@ def test_an_old_config_dict_revives_through_from_config_and_the_registry(old):
     )
     assert type(revived) is SiameseChangeModel
     assert revived.get_config() == model.get_config()
+
+
+def test_configs_from_before_the_published_defaults_keep_the_head_and_grid_they_had(old):
+    """Files saved when the default head was a sigmoid on Keras's grid, some from before the
+    settings existed at all, are read with those values, not with today's defaults."""
+    legacy = {
+        k: v for k, v in old["config"]["config"].items() if k not in ("num_classes", "alignment")
+    }
+    model = SiameseChangeModel.from_config(legacy)
+    assert (model.num_classes, model.alignment) == (1, "keras")
+    backbone = FCSiamBackbone(depth=2, filters=2, num_classes=1, alignment="keras").get_config()
+    for key in ("num_classes", "alignment"):
+        del backbone[key]
+    revived = FCSiamBackbone.from_config(backbone)
+    assert (revived.num_classes, revived.alignment) == (1, "keras")
+    assert (FCSiamBackbone(depth=2).num_classes, FCSiamBackbone(depth=2).alignment) == (2, "torch")

@@ -29,12 +29,10 @@ def randomize(model, seed=0):
 class TestSiameseChangeModel(TestCase):
     @pytest.mark.parametrize("variant", sorted(PUBLISHED))
     def test_parameter_count_matches_published(self, variant):
-        assert (
-            trainable_count(SiameseChangeModel(variant=variant, num_classes=2))
-            == PUBLISHED[variant]
-        )
+        assert trainable_count(SiameseChangeModel(variant=variant)) == PUBLISHED[variant]
         # A 1-channel sigmoid head drops 16 * 9 + 1 = 145 weights.
-        assert trainable_count(SiameseChangeModel(variant=variant)) == PUBLISHED[variant] - 145
+        sigmoid = SiameseChangeModel(variant=variant, num_classes=1)
+        assert trainable_count(sigmoid) == PUBLISHED[variant] - 145
 
     def test_siamese_branches_share_one_encoder(self):
         model = SiameseChangeModel(variant="diff", depth=2, filters=4)
@@ -44,11 +42,23 @@ class TestSiameseChangeModel(TestCase):
 
     @pytest.mark.parametrize("size", [(32, 32), (50, 37), (7, 9)])
     def test_any_input_size_is_padded_and_cropped_back(self, size):
-        model = SiameseChangeModel(depth=3, filters=4, preprocessing="unit")
+        model = SiameseChangeModel(
+            depth=3, filters=4, preprocessing="unit", alignment="keras", num_classes=1
+        )
         x = np.random.default_rng(0).random((2, *size, 3), dtype=np.float32)
         out = model.predict((x, x), verbose=0)
         assert out.shape == (2, *size, 1)
         assert ((out >= 0) & (out <= 1)).all()
+
+    def test_the_published_grid_takes_any_size_from_two_to_the_depth(self):
+        model = SiameseChangeModel(depth=3, filters=4)
+        x = np.random.default_rng(0).random((2, 9, 13, 3), dtype=np.float32)
+        out = model.predict((x, x), verbose=0)
+        assert out.shape == (2, 9, 13, 2)
+        np.testing.assert_allclose(out.sum(-1), 1, rtol=1e-6)
+        small = x[:, :7]
+        with pytest.raises(ConfigError, match=r"7x13 pixels is smaller than the 8 pixels"):
+            model((small, small))
 
     @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
     def test_integer_pixels_are_scaled_by_their_type_maximum(self, dtype, tmp_path):
@@ -121,10 +131,11 @@ class TestSiameseChangeModel(TestCase):
     def test_keras_round_trip_for_every_variant_and_depth(self, variant, depth, tmp_path):
         model = SiameseChangeModel(variant=variant, depth=depth, filters=2, preprocessing="unit")
         randomize(model)
+        side = max(40, 2**depth)
         rng = np.random.default_rng(1)
         x = (
-            rng.random((1, 40, 40, 3), dtype=np.float32),
-            rng.random((1, 40, 40, 3), dtype=np.float32),
+            rng.random((1, side, side, 3), dtype=np.float32),
+            rng.random((1, side, side, 3), dtype=np.float32),
         )
         self.run_model_saving_test(model, x, tmp_path)
 
@@ -268,7 +279,7 @@ class TestBackboneObject(TestCase):
         # A backbone saved on its own before named the resolved lists `widths` and `convs`.
         old = {"name": "backbone", "variant": "diff", "depth": 2, "widths": [3, 5],
                "convs": [2, 2], "dropout": 0.2, "batch_norm": True, "in_channels": 3,
-               "num_classes": 1, "init": "torch", "alignment": "keras"}  # fmt: skip
+               "num_classes": 2, "init": "torch", "alignment": "torch"}  # fmt: skip
         revived = FCSiamBackbone.from_config(old)
         assert (revived.widths, revived.convs) == ([3, 5], [2, 2])
         assert trainable_count(revived) == trainable_count(backbone)

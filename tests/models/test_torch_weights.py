@@ -213,7 +213,7 @@ class TestStateDictErrors:
             load_state_dict(model, state)
         for old, new in zip(before, model.weights):
             np.testing.assert_array_equal(old, np.asarray(new))
-        keras_grid = SiameseChangeModel(depth=4, filters=2, preprocessing="unit")
+        keras_grid = SiameseChangeModel(depth=4, filters=2, alignment="keras")
         with pytest.raises(ConfigError, match="alignment='torch'"):
             load_state_dict(keras_grid, state)
 
@@ -276,10 +276,10 @@ class TestTorchAlignment(TestCase):
         )
         self.run_serialization_test(layer)
 
-    def test_keras_alignment_stays_the_default_and_old_configs_load(self, tmp_path):
+    def test_torch_alignment_is_the_default_and_old_configs_load_on_keras_grid(self, tmp_path):
         model = SiameseChangeModel(depth=2, filters=2, preprocessing="unit")
         config = model.get_config()
-        assert model.alignment == "keras" and config["backbone"]["config"]["alignment"] == "keras"
+        assert model.alignment == "torch" and config["backbone"]["config"]["alignment"] == "torch"
         del config["backbone"]["config"]["alignment"]  # a model saved before the option existed
         assert SiameseChangeModel.from_config(config).alignment == "keras"
         # ... also from before the task stored its backbone (architecture at the task level).

@@ -147,7 +147,7 @@ def test_predict_ignores_labels_in_the_batch():
     import tensorflow as tf
 
     x, y = squares(n=4)
-    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit")
+    model = SiameseChangeModel(depth=2, filters=4, preprocessing="unit", num_classes=1)
     labelled = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
     probabilities = model.predict(labelled, verbose=0)
     assert probabilities.shape == y.shape
@@ -158,7 +158,7 @@ class TestServing(TestCase):
     def test_export_serves_raw_pixels_as_the_model_does(self, tmp_path):
         x, y = squares(n=4, size=24)
         raw = tuple((part * 60000).astype(np.uint16) for part in x)
-        model = SiameseChangeModel(depth=2, filters=4)
+        model = SiameseChangeModel(depth=2, filters=4, preprocessing="auto")
         model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(2.0))
         model.fit(raw, y, epochs=1, verbose=0)
         assert model.preprocessor.scaling == "standardize"
