@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# PyTorch's own venv, for the parity checks and the speed comparison (see `parity`).
+TORCH_VENV := .venv-torch
 DATA := data/synthetic
 # Quiet TensorFlow's C++ start-up chatter; errors still show.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -62,14 +64,15 @@ $(VENV)/.installed-export: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[export]"
 	touch $(VENV)/.installed $@
 
-bench: $(VENV)/.installed-export
+# The last script times the library against the PyTorch reference, so it needs .venv-torch.
+bench: $(VENV)/.installed-export $(TORCH_VENV)/.installed
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/export_speed.py
+	$(TORCH_VENV)/bin/python benchmarks/speed_vs_reference.py
 
 # Parity with the published PyTorch code (docs/model.md). PyTorch lives in its own venv: the
 # library and its tests never need it. The pin is the CPU build; plain `torch` would pull a
 # multi-GB CUDA one.
-TORCH_VENV := .venv-torch
 $(TORCH_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip install --quiet -e . torch==2.13.0

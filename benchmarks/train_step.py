@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/train_step.py [--size 256] [--batch-size 16] [--steps 8]
 
 In one run: the machine's measured peak (a large matmul in float32 and in bfloat16); then
-`SiameseChangeModel` trained and run for inference in float32 and under mixed bfloat16
-(`--precision bfloat16`), and, in float32, a plain functional `keras.Model` over the same
-layers trained by Keras's built-in step, so the cost of the model's own train step shows.
+the published network as users get it (`SiameseChangeModel.paper(variant, dtype=...)`,
+``compile(recipe="paper")``: 2-class softmax, PyTorch's grid, per-image standardisation)
+trained and run for inference in float32 and under mixed bfloat16, and, in float32, a plain
+functional `keras.Model` over the same layers trained by Keras's built-in step, so the cost
+of the model's own train step shows.
 Batches come from memory, so only the model is measured; inference takes uint8 pixels, as
 `predict` feeds them. FLOPs are counted from the convolutions (multiply-adds x 2); a training
 step costs about 3x the forward pass. "of peak" divides a model's GFLOP/s by the matmul peak
@@ -26,7 +28,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from siamese_cd import ChangeMetrics, SiameseChangeModel, WeightedBinaryCrossentropy  # noqa: E402
+from siamese_cd import ChangeMetrics, SiameseChangeModel  # noqa: E402
+from siamese_cd.models.losses import ClassWeightedNLL  # noqa: E402
 from siamese_cd.training.precision import POLICIES, choose_precision, cpu_flags  # noqa: E402
 
 NAMES = {"diff": "FC-Siam-diff", "conc": "FC-Siam-conc", "ef": "FC-EF"}
@@ -35,8 +38,9 @@ NAMES = {"diff": "FC-Siam-diff", "conc": "FC-Siam-conc", "ef": "FC-EF"}
 def conv_flops_per_pair(model: SiameseChangeModel, height: int, width: int) -> int:
     """Forward FLOPs of every convolution for one pair, from layer names and kernel shapes.
 
-    Layers named ``enc<L>_...`` and ``dec<L>_...`` run at 1/2**(L-1) of the input size; the
-    shared encoder runs once per date in the siamese variants.
+    Layers named ``enc<L>_...`` and ``dec<L>_...`` run at 1/2**(L-1) of the input size (a
+    strided transposed conv at its input's, a level deeper); the shared encoder runs once per
+    date in the siamese variants.
     """
     flops = 0
     runs = 1 if model.variant == "ef" else 2
@@ -50,6 +54,8 @@ def conv_flops_per_pair(model: SiameseChangeModel, height: int, width: int) -> i
         kh, kw, cin, cout = layer.kernel.shape
         if isinstance(layer, keras.layers.Conv2DTranspose):
             kh, kw, cout, cin = layer.kernel.shape
+            # A strided transposed conv multiplies each of its input pixels, a level deeper.
+            scale *= layer.strides[0]
         pixels = (height // scale) * (width // scale)
         flops += times * 2 * kh * kw * cin * cout * pixels
     return flops
@@ -92,13 +98,10 @@ def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
 
 
 def build(variant: str, precision: str) -> SiameseChangeModel:
-    keras.mixed_precision.set_global_policy(POLICIES[precision])
-    try:
-        keras.utils.set_random_seed(0)
-        model = SiameseChangeModel(variant=variant, preprocessing="unit")
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    model.compile(optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=4.0))
+    """The published network in `precision`, compiled with the published training."""
+    keras.utils.set_random_seed(0)
+    model = SiameseChangeModel.paper(variant, dtype=POLICIES[precision])
+    model.compile(recipe="paper")
     return model
 
 
@@ -132,9 +135,8 @@ def main() -> None:
     peaks = {name: matmul_peak(name) for name in precisions}
     models = {name: build(args.variant, name) for name in precisions}
     plain = keras.Model(models["float32"].inputs, models["float32"].outputs, name="plain")
-    plain.compile(
-        optimizer="adam", loss=WeightedBinaryCrossentropy(pos_weight=4.0), metrics=[ChangeMetrics()]
-    )
+    loss = ClassWeightedNLL(pos_weight=4.0)
+    plain.compile(optimizer="adam", loss=loss, metrics=[ChangeMetrics()])
     runs = {**models, "plain": plain}
     rates = {key: [] for key in runs}
     for _ in range(args.rounds):
@@ -160,8 +162,8 @@ def main() -> None:
     print("| run | train pairs/s | infer pairs/s | train GFLOP/s | of peak | infer GFLOP/s |")
     print("|---|---:|---:|---:|---:|---:|")
     labels = {
-        "float32": "SiameseChangeModel, float32",
-        "bfloat16": "SiameseChangeModel, mixed bfloat16",
+        "float32": "SiameseChangeModel.paper, float32",
+        "bfloat16": "SiameseChangeModel.paper, mixed bfloat16",
         "plain": "plain functional, built-in fit, float32",
     }
     for key, label in labels.items():

@@ -29,6 +29,7 @@ from siamese_cd.errors import ConfigError
 from siamese_cd.models import recipe
 from siamese_cd.models.losses import pos_weight_from_fraction
 from siamese_cd.models.preprocessing import preprocessing_config
+from siamese_cd.training.precision import dtype_policy
 from siamese_cd.tuning import (
     ChangeHyperModel,
     FatalConfigError,
@@ -550,6 +551,9 @@ def test_search_script_end_to_end(synthetic, tmp_path):
         best["model_config"]["depth"] == best["hyperparameters"]["depth"] == int(rows[0]["depth"])
     )
 
+    # Loaded in the precision the trials scored in (the precision is the loader's choice).
+    assert best["precision"] == re.search(r"Precision: (\w+)", result.stdout)[1]
+    keras.mixed_precision.set_global_policy(dtype_policy(best["precision"]))
     model = keras.saving.load_model(project / "best_model.keras", safe_mode=True)
     assert isinstance(model, SiameseChangeModel)
     # Measured once for the search (8-bit data: "auto" is unit scaling), saved with the model.

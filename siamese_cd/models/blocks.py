@@ -1,11 +1,14 @@
 """Building blocks of the FC-EF / FC-Siam networks: conv units, encoder, decoder, padding.
 
-Everything here is `keras.layers` and `keras.ops`, so the networks stay backend-neutral.
+Everything here is `keras.layers` and `keras.ops`, so the networks stay backend-neutral; the
+one exception, BatchNorm as TensorFlow's fused op (`_fused_batch_norm`), is taken only on
+TensorFlow, and the same layer computes with `keras.ops` elsewhere.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 
 import keras
@@ -86,16 +89,28 @@ class TorchUpsampleAlign(layers.Layer):
     of a side of n pixels, 2n + 1 pixels. PyTorch's ``ConvTranspose2d(3, stride=2,
     padding=1, output_padding=1)`` with the same kernel gives ``full[1:2n + 1]``, and the
     published networks then repeat its last row and column (``ReplicationPad2d``) up to the
-    skip's side, 2n or 2n + 1. One gather per axis does both: row ``j`` of the result is row
-    ``min(j + 1, 2n)`` of `full`. Any height and width, also unknown until run time.
+    skip's side, 2n or 2n + 1: row ``j`` of the result is row ``min(j + 1, 2n)`` of `full`.
+    Any height and width, also unknown until run time.
     """
 
     def call(self, inputs):
         full, skip = inputs
         full_shape, skip_shape = ops.shape(full), ops.shape(skip)
-        rows = ops.minimum(ops.arange(skip_shape[1]) + 1, full_shape[1] - 1)
-        cols = ops.minimum(ops.arange(skip_shape[2]) + 1, full_shape[2] - 1)
-        return ops.take(ops.take(full, rows, axis=1), cols, axis=2)
+        # Rows and columns 1 to 2n (PyTorch's grid), then the last of each repeated once when
+        # the skip's side is odd: a symmetric pad of one repeats the edge. A slice and a pad
+        # (and a pad and a slice back) cost about a third of the two gathers and their
+        # scatter-add gradients at 256 x 256 (docs/benchmarks.md).
+        size = (full_shape[0], full_shape[1] - 1, full_shape[2] - 1, full_shape[3])
+        shifted = ops.slice(full, (0, 1, 1, 0), size)
+        extra_rows, extra_cols = skip_shape[1] - size[1], skip_shape[2] - size[2]
+        aligned = ops.pad(
+            shifted, [[0, 0], [0, extra_rows], [0, extra_cols], [0, 0]], mode="symmetric"
+        )
+        if full.shape[-1] is None:
+            return aligned
+        # A slice and a pad by amounts known only at run time lose the static channel count
+        # in TensorFlow's graph, which the LiteRT converter needs for the convolution after.
+        return ops.reshape(aligned, (size[0], skip_shape[1], skip_shape[2], full.shape[-1]))
 
     def compute_output_shape(self, input_shapes):
         full_shape, skip_shape = input_shapes
@@ -114,7 +129,12 @@ class TorchBatchNormalization(layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm:
+        if mask is None and _folds(self, inputs, training):
+            return inputs  # the conv before computed this layer too (`FoldingConv2D`)
+        training = bool(training and self.trainable)
+        if mask is None and _fusable(self, inputs):
+            return _fused_batch_norm(self, inputs, training)
+        if not training or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         rank = len(x.shape)
@@ -125,9 +145,7 @@ class TorchBatchNormalization(layers.BatchNormalization):
         for axis in axes:
             count = count * ops.cast(shape[axis], x.dtype)
         unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
-        keep = self.momentum
-        self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
-        self.moving_variance.assign(self.moving_variance * keep + unbiased * (1.0 - keep))
+        self._move(mean, unbiased)
         outputs = ops.batch_normalization(
             x,
             mean,
@@ -138,6 +156,150 @@ class TorchBatchNormalization(layers.BatchNormalization):
             epsilon=self.epsilon,
         )
         return ops.cast(outputs, self.compute_dtype)
+
+    def _move(self, mean, unbiased_variance) -> None:
+        """Move the running statistics towards a training batch's, as PyTorch does."""
+        keep = self.momentum
+        self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
+        self.moving_variance.assign(self.moving_variance * keep + unbiased_variance * (1.0 - keep))
+
+
+# Input types TensorFlow's fused batch norm takes (its scale, offset and statistics float32).
+FUSED_BATCH_NORM_TYPES = ("float32", "bfloat16", "float16")
+
+
+def _fusable(layer: TorchBatchNormalization, inputs) -> bool:
+    """Whether `_fused_batch_norm` computes `layer` on `inputs`: on TensorFlow, for NHWC
+    images of a type the fused op takes (not float64, whose exact path the float64 parity
+    checks use), with BatchNorm's plain options (channels last, scale and offset, no renorm)."""
+    rank = len(inputs.shape)
+    return (
+        keras.backend.backend() == "tensorflow"
+        and rank == 4
+        and layer.axis % rank == 3
+        and layer.center
+        and layer.scale
+        and not layer.renorm
+        and keras.backend.standardize_dtype(inputs.dtype) in FUSED_BATCH_NORM_TYPES
+    )
+
+
+def _fused_batch_norm(layer: TorchBatchNormalization, inputs, training: bool):
+    """`layer` on `inputs` as one TensorFlow ``FusedBatchNormV3``, forward and backward.
+
+    The composed path (moments, then normalisation, in float32 with casts around it under
+    mixed precision) took 45 % of the op time of a bfloat16 training step of FC-Siam-diff
+    at 256 x 256 (docs/benchmarks.md); the fused op reads bfloat16 features, computes in
+    float32 and writes bfloat16, and Grappler joins it with the ReLU after. In training its
+    third output is the batch variance with Bessel's correction, PyTorch's running variance.
+    The op is called directly because `tf.nn.fused_batch_norm` raises an epsilon below
+    1.001e-5 (a cuDNN limit) to that value; the published epsilon is 1e-5.
+    """
+    import tensorflow as tf
+
+    common = {
+        "x": inputs,
+        "scale": layer.gamma.value,  # float32 master weights (BatchNorm's are not autocast)
+        "offset": layer.beta.value,
+        "epsilon": layer.epsilon,
+        "data_format": "NHWC",
+    }
+    if not training:
+        mean, variance = layer.moving_mean.value, layer.moving_variance.value
+        return tf.raw_ops.FusedBatchNormV3(
+            mean=mean, variance=variance, is_training=False, **common
+        )[0]
+    empty = tf.zeros((0,), "float32")
+    outputs, mean, unbiased = tf.raw_ops.FusedBatchNormV3(
+        mean=empty, variance=empty, is_training=True, exponential_avg_factor=1.0, **common
+    )[:3]
+    layer._move(mean, unbiased)
+    return outputs
+
+
+def _folds(norm: TorchBatchNormalization, inputs, training) -> bool:
+    """Whether `norm` is computed by the `FoldingConv2D` before it for `inputs` (that conv's
+    input or `norm`'s, the same type): linked to a live conv, in inference (training off or
+    the layer frozen) and on the fused path's types."""
+    link = getattr(norm, "_folded_into", None)
+    inference = not (training and norm.trainable)
+    return link is not None and link() is not None and inference and _fusable(norm, inputs)
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class FoldingConv2D(layers.Conv2D):
+    """A `keras.layers.Conv2D` that, outside training, computes the BatchNorm after it too.
+
+    In inference BatchNorm is an affine map per channel, so it folds into the conv: the
+    kernel times ``s = gamma / sqrt(variance + epsilon)`` and the bias ``(bias - mean) * s +
+    beta``. The conv then writes normalised features in one pass, TensorFlow joins the ReLU
+    after it, and the BatchNorm in between passes its input on: a pass over every conv
+    unit's features less, prediction about 15 % faster in bfloat16 (docs/benchmarks.md).
+    `conv_unit` links a conv to its `TorchBatchNormalization` (`fold`); the link is not part
+    of the config but made again whenever the network is built, a loaded one too. In
+    training (the BatchNorm trainable), without a link, or in float64, this is Conv2D.
+    """
+
+    def fold(self, norm: TorchBatchNormalization) -> None:
+        """Compute `norm`, which must be called on this conv's output only, in inference."""
+        # Weak references: an attribute holding the other layer would track its weights.
+        self._folded_norm = weakref.ref(norm)
+        norm._folded_into = weakref.ref(self)
+
+    def call(self, inputs, training=None):
+        link = getattr(self, "_folded_norm", None)
+        norm = None if link is None else link()
+        linear = self.activation is keras.activations.linear
+        plain = not linear or self.data_format != "channels_last"
+        if norm is None or plain or not _folds(norm, inputs, training):
+            return super().call(inputs)
+        scale = norm.gamma * ops.rsqrt(norm.moving_variance + norm.epsilon)  # float32
+        kernel = ops.cast(ops.cast(self.kernel, "float32") * scale, self.compute_dtype)
+        bias = ops.cast(self.bias, "float32") if self.use_bias else 0.0
+        shift = ops.cast((bias - norm.moving_mean) * scale + norm.beta, self.compute_dtype)
+        return ops.add(self.convolution_op(inputs, kernel), ops.reshape(shift, (1, 1, 1, -1)))
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class SpatialDropoutByScale(layers.SpatialDropout2D):
+    """`keras.layers.SpatialDropout2D` computed as one multiplication, with the same result.
+
+    Keras's dropout multiplies every feature by ``1 / (1 - rate)`` and then selects between
+    that and zero with the (B, 1, 1, C) keep mask: two passes over the features forward and
+    two back. This layer draws the same mask from the same seed and turns it into a
+    per-(sample, channel) scale, ``1 / (1 - rate)`` or 0, which multiplies the features
+    once; the values are those of Keras's layer.
+    """
+
+    def call(self, inputs, training=False):
+        if not training or not 0 < self.rate < 1:
+            return super().call(inputs, training=training)
+        noise = keras.random.uniform(
+            self._get_noise_shape(inputs), dtype=inputs.dtype, seed=self.seed_generator
+        )
+        kept = ops.cast(1 / (1 - self.rate), inputs.dtype)
+        return inputs * ops.where(noise >= self.rate, kept, ops.zeros((), inputs.dtype))
+
+
+def two_class_softmax(logits):
+    """Softmax over a last axis of 2 logits as ``sigmoid(l_c - l_other)`` per channel: the
+    same probabilities, each channel its own sigmoid (a confident pixel keeps the precision
+    of its small probability). The differences are one product with [[1, -1], [-1, 1]];
+    TensorFlow's softmax over 2 channels took about 12 % of a bfloat16 prediction of
+    FC-Siam-diff at 256 x 256, this about a quarter of that (docs/benchmarks.md)."""
+    signs = ops.convert_to_tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=logits.dtype)
+    # One (pixels, 2) x (2, 2) product: an einsum over "..." broadcasts a batched one, slower.
+    differences = ops.matmul(ops.reshape(logits, (-1, 2)), signs)
+    return ops.sigmoid(ops.reshape(differences, ops.shape(logits)))
+
+
+@keras.saving.register_keras_serializable(package="siamese_cd")
+class TwoClassSoftmax(layers.Layer):
+    """The softmax of 2-class logits (B, H, W, 2) by `two_class_softmax`: the head of every
+    2-class `SiameseChangeModel` (a file saved with Keras's softmax head loads with this)."""
+
+    def call(self, logits):
+        return two_class_softmax(logits)
 
 
 @keras.saving.register_keras_serializable(package="siamese_cd")
@@ -186,21 +348,27 @@ def conv_unit(
     """3x3 'same' conv, then BatchNorm, ReLU and spatial dropout, as in the published networks.
 
     `fan_in` overrides the conv's fan-in for ``init="torch"`` (default ``9 * channels in``);
-    ``alignment="torch"`` uses `TorchBatchNormalization`. `dtype` is the layers' dtype policy
-    (None: Keras's global one), as in every builder here.
+    ``alignment="torch"`` uses `TorchBatchNormalization`, folded into its conv in inference
+    (`FoldingConv2D`). `dtype` is the layers' dtype policy (None: Keras's global one), as
+    in every builder here.
     """
     fan_in = 9 * x.shape[-1] if fan_in is None else fan_in
-    x = layers.Conv2D(
+    torch_norm = batch_norm and alignment == "torch"
+    conv = (FoldingConv2D if torch_norm else layers.Conv2D)(
         filters, 3, padding="same", name=f"{name}_conv", dtype=dtype, **initializers(init, fan_in)
-    )(x)
+    )
+    x = conv(x)
     if batch_norm:
         # PyTorch's defaults, as in the published networks: moving statistics follow the
         # batches at 0.1 per step (Keras' 0.99 momentum lags for many epochs on small sets).
-        norm = TorchBatchNormalization if alignment == "torch" else layers.BatchNormalization
-        x = norm(momentum=0.9, epsilon=1e-5, name=f"{name}_bn", dtype=dtype)(x)
+        norm_class = TorchBatchNormalization if torch_norm else layers.BatchNormalization
+        norm = norm_class(momentum=0.9, epsilon=1e-5, name=f"{name}_bn", dtype=dtype)
+        if torch_norm:
+            conv.fold(norm)
+        x = norm(x)
     x = layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
     if dropout > 0:
-        x = layers.SpatialDropout2D(dropout, name=f"{name}_drop", dtype=dtype)(x)
+        x = SpatialDropoutByScale(dropout, name=f"{name}_drop", dtype=dtype)(x)
     return x
 
 

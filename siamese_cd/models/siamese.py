@@ -25,6 +25,7 @@ from siamese_cd.models.backbone import (
     VARIANTS,
     make_backbone,
 )
+from siamese_cd.models.blocks import TwoClassSoftmax
 from siamese_cd.models.guards import NaNGuard
 from siamese_cd.models.losses import weigh_pending
 from siamese_cd.models.metrics import ChangeMetrics
@@ -154,8 +155,10 @@ class SiameseChangeModel(keras.Model):
         backbone = make_backbone(backbone, architecture)
         in_channels = backbone.in_channels
         preprocessor = make_preprocessor(preprocessor, preprocessing, in_channels)
-        activation = "sigmoid" if backbone.num_classes == 1 else "softmax"
-        head = layers.Activation(activation, dtype="float32", name="probability")
+        if backbone.num_classes == 1:
+            head = layers.Activation("sigmoid", dtype="float32", name="probability")
+        else:
+            head = TwoClassSoftmax(dtype="float32", name="probability")
 
         # === Functional model ===
         # Scaled inputs; raw pixels are scaled by the preprocessor in `call` first, so that

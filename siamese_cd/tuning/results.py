@@ -54,7 +54,8 @@ class TrialSummary:
     `model_config` holds the `SiameseChangeModel` arguments and `compile_config` the
     arguments of its `compile` (the recipe's learning rate and the loss), enough to train the
     same network again from scratch: ``SiameseChangeModel(**model_config)`` then
-    ``compile(**compile_config)``.
+    ``compile(**compile_config)``. `precision` is the one the trials trained and scored in:
+    the best model scores `val_f1` again loaded in it (``dtype_policy(precision)``).
     """
 
     trial_id: str
@@ -64,6 +65,7 @@ class TrialSummary:
     hyperparameters: dict[str, Any]
     model_config: dict[str, Any]
     compile_config: dict[str, Any]
+    precision: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class TrialSummary:
             "hyperparameters": self.hyperparameters,
             "model_config": self.model_config,
             "compile": self.compile_config,
+            "precision": self.precision,
         }
 
 
@@ -112,6 +115,7 @@ def summarize_trials(tuner: kt.Tuner, hypermodel: ChangeHyperModel) -> list[Tria
                     "learning_rate": float(hp.get("learning_rate")),
                     "loss": str(hp.get("loss")),
                 },
+                precision=hypermodel.precision,
             )
         )
     return summaries
