@@ -8,21 +8,23 @@ on purpose (mixed precision keeps a stable head and exact input statistics that 
 would leave float32 rounding inside a float64 run:
 
 - the head conv (``Conv2D(..., dtype="float32")`` in `siamese_cd.models.blocks`) and the
-  probability activation (``Activation(..., dtype="float32")`` in `SiameseChangeModel`):
-  while `float64_keras` builds the model, ``keras.layers.Conv2D`` and ``Activation`` are
-  subclasses that read an explicit float32 as float64;
+  probability head (``Activation`` or ``TwoClassSoftmax(..., dtype="float32")`` in
+  `SiameseChangeModel`): while `float64_keras` builds the model, these are subclasses that
+  read an explicit float32 as float64;
 - `ChangePreprocessor`, which always computes in float32: the model's preprocessor is
   replaced by `Float64PerImage`, the same per-image standardisation
   (`standardize_each_image`) in float64;
-- `EpochDecay` computes the learning rate in float32 (1e-3 · 0.95^k rounded to float32,
-  up to 6e-8 from the float64 value): the PyTorch side is given that same rate.
+- `EpochDecay`'s learning rate is the optimizer's float32 variable (1e-3 · 0.95^k computed
+  in float64 and rounded once, up to 6e-8 from the float64 value): the PyTorch side is
+  given that same rate.
 
-and float64 shows one more rounding, in the recipe's arithmetic rather than its storage:
-`CoupledAdam` (as Keras's own Adam) computes the bias corrections ``1 - beta**t`` from
+and float64 showed one more rounding, in the recipe's arithmetic rather than its storage:
+`CoupledAdam` computed the bias corrections ``1 - beta**t`` from
 ``ops.cast(self.beta_1, dtype)``, and a cast of a Python float makes a float32 tensor first,
-so the betas are 0.9 and 0.999 rounded to float32 (1 - beta_2 off by 1.3e-5): every step is
-about 6.7e-6 shorter than PyTorch's. `exact_betas_of` gives them as float64 NumPy numbers,
-which the cast keeps exact.
+so the betas were 0.9 and 0.999 rounded to float32 (1 - beta_2 off by 1.3e-5): every step
+was about 6.7e-6 shorter than PyTorch's. `exact_betas_of` gives them as float64 NumPy
+numbers, which the cast keeps exact. `CoupledAdam` now computes the corrections in float64
+itself, so with or without it the step is PyTorch's.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from siamese_cd.models import siamese
 from siamese_cd.models.preprocessing import standardize_each_image
 
 # Relative spacing of float64 numbers near 1.
@@ -63,6 +66,7 @@ def float64_keras() -> Iterator[None]:
         with (
             mock.patch.object(keras.layers, "Conv2D", _widened(keras.layers.Conv2D)),
             mock.patch.object(keras.layers, "Activation", _widened(keras.layers.Activation)),
+            mock.patch.object(siamese, "TwoClassSoftmax", _widened(siamese.TwoClassSoftmax)),
         ):
             yield
     finally:

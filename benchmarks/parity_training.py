@@ -55,7 +55,7 @@ class Pair:
     Two float32 roundings of the library's recipe would then be the only differences, and
     are taken out unless asked for: ``exact_betas`` gives Adam's betas to the bias
     corrections unrounded (`exact_betas`), and ``shared_rate`` gives PyTorch each step's
-    learning rate from the Keras schedule, which computes it in float32.
+    learning rate from the Keras schedule, which keeps it in a float32 variable.
     """
 
     def __init__(
