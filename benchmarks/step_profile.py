@@ -16,8 +16,9 @@ of the step when two ops run at once. `--infer` profiles the predict step too.
 `--ablations` times the step with one piece changed at a time (`fit` over repeated batches,
 the second epoch timed, alternating rounds, the best kept): metrics off, dropout 0, no
 BatchNorm, plain SGD or Keras's Adam instead of the recipe's, XLA (``jit_compile=True``),
-no per-image standardisation, Keras's pixel grid, a 1-channel sigmoid head, the 2-class
-softmax as two sigmoids (`siamese_cd.models.blocks.two_class_softmax`), float32. What a
+no per-image standardisation, Keras's pixel grid, a 1-channel sigmoid head, Keras's
+softmax instead of the head's two sigmoids (`siamese_cd.models.blocks.TwoClassSoftmax`),
+float32. What a
 piece costs is the difference to the model as built; inference (`predict_on_batch`) is timed
 beside.
 """
@@ -41,7 +42,6 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
 from siamese_cd import SiameseChangeModel  # noqa: E402
-from siamese_cd.models.blocks import two_class_softmax  # noqa: E402
 from siamese_cd.models.losses import ClassWeightedNLL, WeightedBinaryCrossentropy  # noqa: E402
 from siamese_cd.training.precision import POLICIES  # noqa: E402
 
@@ -71,7 +71,7 @@ def build(args, precision: str | None = None, jit: bool = False, **overrides):
     policy = POLICIES[precision or args.precision]
     model = SiameseChangeModel.paper(args.variant, dtype=policy, **overrides)
     if head is not None:  # before the first trace, so the compiled steps use it
-        model.get_layer("probability").activation = head
+        model.get_layer("probability").call = head
     if compile_with is None:
         model.compile(recipe="paper", jit_compile=jit)
     else:  # another optimizer or loss than the recipe's, past the recipe's checks
@@ -247,7 +247,7 @@ ABLATIONS = {
     "no per-image standardisation": {"preprocessing": "unit"},
     "Keras's pixel grid": {"alignment": "keras", "compile_with": keras_grid_loss},
     "1-channel sigmoid head": {"num_classes": 1, "compile_with": sigmoid_loss},
-    "2-class softmax as two sigmoids": {"head": two_class_softmax},
+    "Keras's softmax head": {"head": keras.activations.softmax},
     "float32": {"precision": "float32"},
 }
 
